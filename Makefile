@@ -1,0 +1,48 @@
+# The two commands of the README, and the checks.
+#   make run     the whole stack as local processes (Ctrl-C stops it)
+#   make test    the same set-up, then the whole test suite
+#   make check   ruff format check, ruff lint, mypy strict
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: run test check format stack-up stack-down clean
+
+$(STAMP): pyproject.toml
+	rm -f $(VENV)/.installed-*
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	scripts/run.sh
+
+# Starts Kafka and Postgres if they are not running, and stops again only those it started.
+test: $(STAMP)
+	@started=$$(mktemp); \
+	trap 'grep -q kafka $$started && scripts/kafka.sh stop; grep -q postgres $$started && scripts/postgres.sh stop; rm -f $$started' EXIT; \
+	scripts/stack.sh up $$started && \
+	source scripts/env.sh && $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+check: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+stack-up: $(STAMP)
+	scripts/stack.sh up
+
+stack-down:
+	scripts/stack.sh down
+
+clean: stack-down
+	rm -rf .local $(VENV)

@@ -1,0 +1,45 @@
+"""Bearer-token authentication and the active Organizational Unit."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ingest_gateway.bodies import read_json
+from ingest_gateway.errors import BadRequest, Forbidden, Unauthorized
+from ingest_gateway.state import state_of
+from leadvibe.tenancy import Principal, authenticate, set_active_unit
+
+
+async def require_principal(request: Request) -> Principal:
+    """The principal of the request's Bearer token; 401 if missing, malformed or unknown."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("Send an 'Authorization: Bearer <token>' header.")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+    principal = await authenticate(state_of(request).pool, token)
+    if principal is None:
+        raise Unauthorized(
+            "The token is unknown or revoked; create one with 'leadvibe token create'."
+        )
+    return principal
+
+
+async def set_active_org_unit(request: Request) -> JSONResponse:
+    """POST /org-units/active {"unit_id": ...}: switch the token's active unit."""
+    principal = await require_principal(request)
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise BadRequest(
+            'The body must be JSON: {"unit_id": "..."}.', code="invalid_json"
+        ) from None
+    unit_id = body.get("unit_id") if isinstance(body, dict) else None
+    if not isinstance(unit_id, str) or not unit_id:
+        raise BadRequest("unit_id: required, a unit id of your organisation.", code="invalid_field")
+    if not await set_active_unit(state_of(request).pool, principal, unit_id):
+        raise Forbidden(f"Unit {unit_id!r} is not a unit of your organisation.")
+    return JSONResponse({"active_unit_id": unit_id})

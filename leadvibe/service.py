@@ -1,0 +1,62 @@
+"""Running a consumer service: open every resource in one place, loop until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+
+import asyncpg
+import msgspec
+from aiokafka import AIOKafkaProducer
+
+from leadvibe.consuming import ConsumeLoop, Handler, open_consumer, stop_on_signals
+from leadvibe.db import open_pool
+from leadvibe.producing import open_producer
+from leadvibe.settings import Settings
+
+HandlerFactory = Callable[[asyncpg.Pool, AIOKafkaProducer], Handler[msgspec.Struct]]
+"""Builds a service's batch handler from the pool and producer the runner opened."""
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LEADVIBE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+async def run_consumer(
+    settings: Settings,
+    *,
+    topic: str,
+    group: str,
+    record_type: type[msgspec.Struct],
+    make_handler: HandlerFactory,
+    stop: asyncio.Event | None = None,
+    max_records: int = 5000,
+) -> None:
+    """Consume ``topic`` as a member of ``group`` until ``stop`` is set (default: SIGTERM/SIGINT).
+
+    The batch in hand when stop is set is finished and committed before everything closes.
+    """
+    stop = stop or stop_on_signals()
+    async with (
+        open_pool(settings.database_url) as pool,
+        open_producer(settings.kafka_bootstrap_servers) as producer,
+        open_consumer(settings.kafka_bootstrap_servers, group) as consumer,
+    ):
+        loop = ConsumeLoop(
+            consumer=consumer,
+            producer=producer,
+            pool=pool,
+            topic=topic,
+            deadletter_topic=settings.topics.deadletter,
+            group=group,
+            record_type=record_type,
+            handler=make_handler(pool, producer),
+            max_records=max_records,
+        )
+        await loop.run(stop)

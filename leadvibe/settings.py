@@ -1,0 +1,82 @@
+"""Settings, read once from the environment into a frozen object.
+
+A missing required setting fails at start with its name. Secrets never appear in reprs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from schemas.topics import DEFAULT_TOPICS, Topics
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str
+    database_url: str = field(repr=False)
+    topics: Topics = DEFAULT_TOPICS
+    """Topic names; LEADVIBE_TOPIC_NAMESPACE (default ``leadvibe``) sets their prefix."""
+    events_partitions: int = 6
+    """Partitions of the events and scored topics, used when creating them."""
+    webhook_secret: str = field(default="", repr=False)
+    """HMAC key for webhook signatures."""
+    allow_private_webhooks: bool = False
+    """Allow webhook URLs on loopback or private addresses (local runs and tests)."""
+
+    @property
+    def database_url_redacted(self) -> str:
+        return _redact(self.database_url)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise SettingsError(f"{name} is not set; see README.md, Configuration")
+            return value
+
+        def integer(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+            if value < 1:
+                raise SettingsError(f"{name} must be at least 1, got {value}")
+            return value
+
+        def boolean(name: str) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if raw in ("", "0", "false", "no"):
+                return False
+            if raw in ("1", "true", "yes"):
+                return True
+            raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+        return cls(
+            kafka_bootstrap_servers=required("KAFKA_BOOTSTRAP_SERVERS"),
+            database_url=required("DATABASE_URL"),
+            topics=Topics(env.get("LEADVIBE_TOPIC_NAMESPACE", "").strip() or "leadvibe"),
+            events_partitions=integer("LEADVIBE_EVENTS_PARTITIONS", 6),
+            webhook_secret=env.get("LEADVIBE_WEBHOOK_SECRET", ""),
+            allow_private_webhooks=boolean("LEADVIBE_ALLOW_PRIVATE_WEBHOOKS"),
+        )

@@ -1,0 +1,93 @@
+"""Organisations, units and API tokens.
+
+A token belongs to one organisation and has one active unit; every request it makes acts
+in that unit. Only a SHA-256 of the token is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+
+from leadvibe.db import Connection
+from schemas.ids import sortable_id
+
+TOKEN_PREFIX = "lv_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: the token's organisation and its active unit."""
+
+    org_id: str
+    unit_id: str
+    token_hash: bytes
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def ensure_unit(conn: Connection, org_name: str, unit_name: str) -> tuple[str, str]:
+    """The (org_id, unit_id) of the named organisation and unit, created if missing."""
+    org_id: str = await conn.fetchval(
+        """INSERT INTO organizations (org_id, name) VALUES ($1, $2)
+           ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+           RETURNING org_id""",
+        sortable_id("org_"),
+        org_name,
+    )
+    unit_id: str = await conn.fetchval(
+        """INSERT INTO org_units (unit_id, org_id, name) VALUES ($1, $2, $3)
+           ON CONFLICT (org_id, name) DO UPDATE SET name = EXCLUDED.name
+           RETURNING unit_id""",
+        sortable_id("ou_"),
+        org_id,
+        unit_name,
+    )
+    return org_id, unit_id
+
+
+async def create_token(conn: Connection, org_name: str, unit_name: str) -> str:
+    """A new token for the organisation, active on the unit (both created if missing)."""
+    async with conn.transaction():
+        org_id, unit_id = await ensure_unit(conn, org_name, unit_name)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        await conn.execute(
+            "INSERT INTO api_tokens (token_hash, org_id, active_unit_id) VALUES ($1, $2, $3)",
+            hash_token(token),
+            org_id,
+            unit_id,
+        )
+    return token
+
+
+async def authenticate(conn: Connection | asyncpg.Pool, token: str) -> Principal | None:
+    """The principal of a live token, or None for an unknown or revoked one."""
+    token_hash = hash_token(token)
+    row = await conn.fetchrow(
+        """SELECT org_id, active_unit_id FROM api_tokens
+           WHERE token_hash = $1 AND revoked_at IS NULL""",
+        token_hash,
+    )
+    if row is None:
+        return None
+    return Principal(org_id=row["org_id"], unit_id=row["active_unit_id"], token_hash=token_hash)
+
+
+async def set_active_unit(
+    conn: Connection | asyncpg.Pool, principal: Principal, unit_id: str
+) -> bool:
+    """Switch the token's active unit; False if the unit is not one of its organisation's."""
+    status: str = await conn.execute(
+        """UPDATE api_tokens SET active_unit_id = $2
+           WHERE token_hash = $1
+             AND EXISTS (SELECT 1 FROM org_units WHERE unit_id = $2 AND org_id = $3)""",
+        principal.token_hash,
+        unit_id,
+        principal.org_id,
+    )
+    return status == "UPDATE 1"

@@ -1,0 +1,33 @@
+"""The contracts shared by every service: topic names, versioned records, one codec.
+
+Nothing else is shared between the gateway, the scorer and the trigger service.
+"""
+
+from schemas.codec import DecodeError, decode, encode
+from schemas.records import (
+    ALIAS_KINDS,
+    Alias,
+    AliasKind,
+    DeadLetter,
+    LeadEvent,
+    ScoredEvent,
+    Source,
+    TriggerFired,
+)
+from schemas.topics import DEFAULT_TOPICS, Topics
+
+__all__ = [
+    "ALIAS_KINDS",
+    "DEFAULT_TOPICS",
+    "Alias",
+    "AliasKind",
+    "DeadLetter",
+    "DecodeError",
+    "LeadEvent",
+    "ScoredEvent",
+    "Source",
+    "Topics",
+    "TriggerFired",
+    "decode",
+    "encode",
+]

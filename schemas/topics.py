@@ -1,0 +1,37 @@
+"""Kafka topic names.
+
+All names share one namespace (``leadvibe`` in production) so that a test, or a second
+stack on the same broker, gets a set of topics of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topics:
+    namespace: str = "leadvibe"
+
+    @property
+    def events(self) -> str:
+        """Every engagement event, imported or live; key ``unit:identity``. Kept forever."""
+        return f"{self.namespace}.events"
+
+    @property
+    def scored(self) -> str:
+        """One record per event the scorer applied, with the score before and after."""
+        return f"{self.namespace}.scored"
+
+    @property
+    def triggers_fired(self) -> str:
+        """One record per trigger firing."""
+        return f"{self.namespace}.triggers.fired"
+
+    @property
+    def deadletter(self) -> str:
+        """Records a consumer could not process, with the reason; the partition moved on."""
+        return f"{self.namespace}.deadletter"
+
+
+DEFAULT_TOPICS = Topics()

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make run`: the whole stack as local processes, until Ctrl-C.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+VENV_BIN="$ROOT/.venv/bin"
+LOGS="$LOCAL/logs"
+mkdir -p "$LOGS"
+
+# Local runs deliver webhooks to receivers on this machine, and sign with a local key.
+export LEADVIBE_ALLOW_PRIVATE_WEBHOOKS="${LEADVIBE_ALLOW_PRIVATE_WEBHOOKS:-true}"
+if [ -z "${LEADVIBE_WEBHOOK_SECRET:-}" ]; then
+  [ -f "$LOCAL/webhook-secret" ] || head -c 32 /dev/urandom | base64 > "$LOCAL/webhook-secret"
+  LEADVIBE_WEBHOOK_SECRET=$(cat "$LOCAL/webhook-secret")
+  export LEADVIBE_WEBHOOK_SECRET
+fi
+
+STARTED="$LOCAL/run-started"
+"$ROOT/scripts/stack.sh" up "$STARTED"
+
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping the services..."
+  [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  grep -q kafka "$STARTED" && "$ROOT/scripts/kafka.sh" stop
+  grep -q postgres "$STARTED" && "$ROOT/scripts/postgres.sh" stop
+  echo "stopped."
+}
+trap stop_all INT TERM EXIT
+
+start() {  # start NAME MODULE: run `python -m MODULE` in the background, log to a file
+  "$VENV_BIN/python" -m "$2" >> "$LOGS/$1.log" 2>&1 &
+  pids+=($!)
+}
+start gateway ingest_gateway
+start scorer scorer
+start triggers trigger_service
+
+if ! wait_for_port "${LEADVIBE_PORT:-8000}" 30 "${pids[0]}"; then
+  echo "the gateway did not start; last lines of $LOGS/gateway.log:" >&2
+  tail -n 20 "$LOGS/gateway.log" >&2
+  exit 1
+fi
+TOKEN=$("$VENV_BIN/leadvibe" token create --org default --unit default)
+echo
+echo "LeadVibe is up on http://127.0.0.1:${LEADVIBE_PORT:-8000} (logs: $LOGS). Ctrl-C stops it."
+echo "API token (org 'default', unit 'default'): export TOKEN=$TOKEN"
+echo
+
+# Exit (and stop everything) as soon as any service dies, or on Ctrl-C.
+wait -n "${pids[@]}" || true
+echo "a service exited; see $LOGS" >&2
