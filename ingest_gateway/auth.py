@@ -5,7 +5,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ingest_gateway.bodies import read_json
 from ingest_gateway.errors import BadRequest, Forbidden, Unauthorized
 from ingest_gateway.state import state_of
 from leadvibe.tenancy import Principal, authenticate, set_active_unit
@@ -31,12 +30,7 @@ async def require_principal(request: Request) -> Principal:
 async def set_active_org_unit(request: Request) -> JSONResponse:
     """POST /org-units/active {"unit_id": ...}: switch the token's active unit."""
     principal = await require_principal(request)
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        raise BadRequest(
-            'The body must be JSON: {"unit_id": "..."}.', code="invalid_json"
-        ) from None
+    body = await read_json(request)
     unit_id = body.get("unit_id") if isinstance(body, dict) else None
     if not isinstance(unit_id, str) or not unit_id:
         raise BadRequest("unit_id: required, a unit id of your organisation.", code="invalid_field")
