@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ingest_gateway.bodies import read_json
 from ingest_gateway.errors import BadRequest, Forbidden, Unauthorized
 from ingest_gateway.state import state_of
 from leadvibe.tenancy import Principal, authenticate, set_active_unit
