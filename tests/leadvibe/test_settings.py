@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from leadvibe.settings import Settings, SettingsError
+
+BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "DATABASE_URL": "postgresql://u:s3cret@h/db"}
+
+
+def test_reads_the_environment_once_with_defaults() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert settings.topics.events == "leadvibe.events"
+    assert settings.events_partitions == 6
+    assert settings.allow_private_webhooks is False
+
+
+@pytest.mark.parametrize("missing", ["KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"])
+def test_a_missing_setting_is_named(missing: str) -> None:
+    env = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(SettingsError, match=missing):
+        Settings.from_env(env)
+
+
+def test_malformed_values_are_named() -> None:
+    with pytest.raises(SettingsError, match="LEADVIBE_EVENTS_PARTITIONS"):
+        Settings.from_env({**BASE, "LEADVIBE_EVENTS_PARTITIONS": "six"})
+    with pytest.raises(SettingsError, match="LEADVIBE_ALLOW_PRIVATE_WEBHOOKS"):
+        Settings.from_env({**BASE, "LEADVIBE_ALLOW_PRIVATE_WEBHOOKS": "maybe"})
+
+
+def test_secrets_stay_out_of_the_repr() -> None:
+    settings = Settings.from_env({**BASE, "LEADVIBE_WEBHOOK_SECRET": "hush"})
+    assert "s3cret" not in repr(settings)
+    assert "hush" not in repr(settings)
+    assert settings.database_url_redacted == "postgresql://u:***@h/db"
