@@ -38,8 +38,18 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=msgspec.Struct)
 
+
+class RetryBatch(Exception):
+    """Raised by a handler to have its batch retried whole after a pause.
+
+    For a condition that is not the records' fault and that time resolves, such as a
+    race with another consumer that a handler could not settle in a few attempts.
+    """
+
+
 # Errors of the infrastructure, not of a record: the batch is retried whole after a pause.
 TRANSIENT_ERRORS = (
+    RetryBatch,
     OSError,
     asyncio.TimeoutError,
     KafkaError,
@@ -58,6 +68,8 @@ class Consumed(Generic[R]):
     partition: int
     offset: int
     key: bytes | None
+    timestamp_ms: int = -1
+    """The Kafka record's timestamp (milliseconds since the epoch; -1 when it has none)."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +260,9 @@ class ConsumeLoop(Generic[R]):
         for r in records:
             try:
                 decoded.append(
-                    Consumed(decode(r.value, self.record_type), r.partition, r.offset, r.key)
+                    Consumed(
+                        decode(r.value, self.record_type), r.partition, r.offset, r.key, r.timestamp
+                    )
                 )
             except DecodeError as exc:
                 log.warning(

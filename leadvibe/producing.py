@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
 
 
 @asynccontextmanager
@@ -41,3 +44,35 @@ async def publish_all(
     if pending:
         await asyncio.gather(*pending)
     return len(pending)
+
+
+async def publish_batched(
+    producer: AIOKafkaProducer, topic: str, records: Iterable[tuple[bytes | None, bytes]]
+) -> int:
+    """What :func:`publish_all` does, several times faster for thousands of records.
+
+    Records go into one record batch per partition (chosen by key as the producer's own
+    partitioner does), so the per-record Python work is one append; the call returns once
+    Kafka acknowledged every batch and raises the first send error otherwise.
+    """
+    partitions = sorted(await producer.partitions_for(topic))
+    partition_of = DefaultPartitioner()
+    batches: dict[int, Any] = {}
+    pending = []
+    count = 0
+    for key, value in records:
+        partition = partition_of(key, partitions, partitions)
+        batch = batches.get(partition)
+        if batch is None:
+            batch = batches[partition] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it
+            pending.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = batches[partition] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise MessageSizeTooLargeError(f"a record of {len(value)} bytes for {topic}")
+        count += 1
+    for partition, batch in batches.items():
+        pending.append(await producer.send_batch(batch, topic, partition=partition))
+    if pending:
+        await asyncio.gather(*pending)
+    return count

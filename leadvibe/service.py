@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 import asyncpg
 import msgspec
@@ -16,7 +17,9 @@ from leadvibe.db import open_pool
 from leadvibe.producing import open_producer
 from leadvibe.settings import Settings
 
-HandlerFactory = Callable[[asyncpg.Pool, AIOKafkaProducer], Handler[msgspec.Struct]]
+R = TypeVar("R", bound=msgspec.Struct)
+
+HandlerFactory = Callable[[asyncpg.Pool, AIOKafkaProducer], Handler[R]]
 """Builds a service's batch handler from the pool and producer the runner opened."""
 
 
@@ -33,8 +36,8 @@ async def run_consumer(
     *,
     topic: str,
     group: str,
-    record_type: type[msgspec.Struct],
-    make_handler: HandlerFactory,
+    record_type: type[R],
+    make_handler: HandlerFactory[R],
     stop: asyncio.Event | None = None,
     max_records: int = 5000,
 ) -> None:

@@ -9,13 +9,22 @@ import uuid
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
-def sortable_id(prefix: str) -> str:
+def sortable_id(prefix: str, *, millis: int | None = None, entropy: bytes | None = None) -> str:
     """``prefix`` + a ULID-like id: 48 bits of milliseconds, then 80 random bits.
 
     Ids made later sort after ids made earlier (to the millisecond), which keeps
     btree inserts at the right edge and lists in creation order.
+
+    ``millis`` (default: now) and ``entropy`` (default: 10 random bytes; only the first
+    10 are used) make the id reproducible, for a consumer that must take the same
+    decision again when it reprocesses a record.
     """
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    if millis is None:
+        millis = time.time_ns() // 1_000_000
+    if entropy is None:
+        entropy = os.urandom(10)
+    millis = max(millis, 0) & ((1 << 48) - 1)
+    value = millis << 80 | int.from_bytes(entropy[:10].ljust(10, b"\0"), "big")
     chars = []
     for _ in range(26):
         value, digit = divmod(value, 32)

@@ -8,6 +8,7 @@ each other's data. Without those variables, integration tests are skipped.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from leadvibe.settings import Settings
 from leadvibe.tenancy import create_token, ensure_unit
 from leadvibe.topics import ensure_topics
 from schemas import Topics
+from scorer.service import run as run_scorer
 
 TEMPLATE_DB = "leadvibe_test_template"
 TEST_PARTITIONS = 3
@@ -135,3 +137,13 @@ async def gateway(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=with_state)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             yield client
+
+
+@pytest.fixture
+async def scorer(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
+    """The scorer, in process, consuming the test's events topic until the test ends."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_scorer(settings, stop=stop))
+    yield task
+    stop.set()
+    await asyncio.wait_for(task, timeout=30)

@@ -1,0 +1,41 @@
+"""Run the scorer: ``python -m scorer`` (settings from the environment; SIGTERM drains).
+
+``LEADVIBE_SCORER_BATCH`` sets the most records per batch (default ``MAX_RECORDS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import uvloop
+
+from leadvibe.service import configure_logging
+from leadvibe.settings import Settings, SettingsError
+from scorer.service import MAX_RECORDS, run
+
+log = logging.getLogger("scorer")
+
+
+def main() -> int:
+    configure_logging()
+    try:
+        settings = Settings.from_env()
+        max_records = int(os.environ.get("LEADVIBE_SCORER_BATCH", "") or MAX_RECORDS)
+    except (SettingsError, ValueError) as exc:
+        print(f"scorer: {exc}", file=sys.stderr)
+        return 2
+    log.info(
+        "scoring %s into %s as group member (batches of up to %d)",
+        settings.topics.events,
+        settings.database_url_redacted,
+        max_records,
+    )
+    uvloop.run(run(settings, max_records=max_records))
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

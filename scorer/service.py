@@ -1,0 +1,179 @@
+"""The scorer: events in, leads and scores out, each batch applied exactly once.
+
+A member of the consumer group ``leadvibe-scorer`` on the events topic; several processes
+share its partitions. Each ``getmany()`` batch is one Postgres transaction (the shared
+consume loop, :mod:`leadvibe.consuming`) that writes the projections and the consumed
+offsets together, so a crash at any moment leaves either all of a batch or none of it.
+
+Within the transaction, per batch and with one statement per table:
+
+1. records whose unit does not exist are rejected (dead letters, with the reason);
+2. events already applied, or repeated within the batch, are skipped: an event id counts
+   once per unit, however often it was published;
+3. the aliases' owners and the units' active rulesets are read (rules are read for every
+   batch, so a rule change applies to the next batch, without a restart);
+4. identities are resolved and events scored by the pure core
+   (:mod:`scorer.resolution`, :mod:`scorer.scoring`, :mod:`scorer.batch`);
+5. new aliases are claimed, leads, events, per-ruleset scores, conflicts and import
+   progress written. If another scorer claimed one of the batch's new aliases (or applied
+   one of its events) since step 3, the unique key makes this scorer wait for it and
+   notice; the batch's writes are rolled back to a savepoint and steps 2-5 run again with
+   what the other scorer committed, so two scorers racing on a new alias make one lead.
+
+**Scored records are published inside the transaction, before it commits** (and
+``publish_batched`` returns only once Kafka acknowledged them all). A crash after the
+publish and before the commit leaves the offsets where they were: the batch is processed
+again from the stored offsets and publishes identical records again (same event ids,
+leads, points and scores, since the projections were rolled back too; a lead created
+from aliases has an id derived from its first event, so it gets the same id again).
+Consumers of ``leadvibe.scored`` therefore see every applied event at least once and
+must de-duplicate by event: the trigger service's firings are unique per (trigger,
+event). Publishing after the commit instead would lose the records of a crash between
+the commit and the publish, with nothing left to send them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from leadvibe.consuming import Consumed, Rejected, RetryBatch
+from leadvibe.db import Connection
+from leadvibe.producing import publish_batched
+from leadvibe.service import run_consumer
+from leadvibe.settings import Settings
+from schemas import LeadEvent, encode
+from schemas.ids import sortable_id
+from scorer import batch, store
+from scorer.resolution import Identity, alias_keys, resolve
+from scorer.scoring import RuleBook
+
+log = logging.getLogger(__name__)
+
+GROUP = "leadvibe-scorer"
+
+MAX_RECORDS = 20_000
+"""Records per batch (one transaction); large batches amortise the per-batch statements."""
+
+RACE_ATTEMPTS = 5
+"""Times a batch is resolved again after losing a race, before the whole batch is retried."""
+
+NO_IDENTITY = "no identity: the event has neither a lead_id nor a usable alias"
+
+
+class LostRace(Exception):
+    """Another scorer claimed one of the batch's new aliases, or applied one of its events,
+    after this batch read them."""
+
+
+async def run(
+    settings: Settings, *, stop: asyncio.Event | None = None, max_records: int = MAX_RECORDS
+) -> None:
+    """Score events until ``stop`` is set (default: until SIGTERM or SIGINT)."""
+
+    def make_handler(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> ScoreBatch:
+        return ScoreBatch(producer, settings.topics.scored)
+
+    await run_consumer(
+        settings,
+        topic=settings.topics.events,
+        group=GROUP,
+        record_type=LeadEvent,
+        make_handler=make_handler,
+        stop=stop,
+        max_records=max_records,
+    )
+
+
+class ScoreBatch:
+    """The batch handler: applies a batch of events and publishes their scored records."""
+
+    def __init__(self, producer: AIOKafkaProducer, scored_topic: str) -> None:
+        self.producer = producer
+        self.scored_topic = scored_topic
+        self.races_lost = 0
+        """Times a batch was resolved again because another scorer got there first."""
+
+    async def __call__(
+        self, conn: Connection, records: Sequence[Consumed[LeadEvent]]
+    ) -> list[Rejected]:
+        units = await store.existing_units(conn, {c.record.unit_id for c in records})
+        rejected = [
+            Rejected(c.partition, c.offset, f"unit {c.record.unit_id!r} does not exist")
+            for c in records
+            if c.record.unit_id not in units
+        ]
+        live = [c for c in records if c.record.unit_id in units]
+        for attempt in range(1, RACE_ATTEMPTS + 1):
+            try:
+                async with conn.transaction():  # savepoint: undone alone after a lost race
+                    scored, unresolved = await apply(conn, live)
+                break
+            except LostRace as race:
+                self.races_lost += 1
+                log.info("lost a race (%s), resolving the batch again (%d)", race, attempt)
+        else:
+            raise RetryBatch(f"lost {RACE_ATTEMPTS} races in a row to other scorers")
+        await publish_batched(self.producer, self.scored_topic, scored)
+        return rejected + unresolved
+
+
+async def apply(
+    conn: Connection, records: Sequence[Consumed[LeadEvent]]
+) -> tuple[list[tuple[bytes | None, bytes]], list[Rejected]]:
+    """Apply the records of existing units; return the scored records and those rejected."""
+    fresh = await _not_applied_yet(conn, records)
+    if not fresh:
+        return [], []
+    events = [c.record for c in fresh]
+    identities = [Identity.of(e) for e in events]
+    owners = await store.alias_owners(conn, alias_keys(identities))
+    book = RuleBook.of(await store.active_rulesets(conn, {e.unit_id for e in events}))
+    resolved = resolve(identities, owners, mint=lambda i: minted_lead_id(fresh[i]))
+    changes = batch.plan(events, resolved, book)
+
+    if await store.claim_aliases(conn, changes.claims) < len(changes.claims):
+        raise LostRace("an alias was claimed by another scorer")
+    totals = await store.add_to_leads(conn, list(changes.lead_deltas.values()))
+    rows, scored = changes.finish(totals)
+    if await store.insert_events(conn, rows) < len(rows):
+        raise LostRace("an event was applied by another scorer")
+    await store.add_to_ruleset_scores(
+        conn, [(*key, points) for key, points in changes.ruleset_deltas.items()]
+    )
+    await store.record_conflicts(conn, changes.conflicts)
+    await store.add_import_progress(conn, [(*key, n) for key, n in changes.imports.items()])
+
+    unresolved = [
+        Rejected(fresh[i].partition, fresh[i].offset, NO_IDENTITY) for i in changes.unresolved
+    ]
+    return [(f"{s.unit_id}:{s.lead_id}".encode(), encode(s)) for s in scored], unresolved
+
+
+async def _not_applied_yet(
+    conn: Connection, records: Sequence[Consumed[LeadEvent]]
+) -> list[Consumed[LeadEvent]]:
+    """The first record of each event id not applied before."""
+    firsts: dict[tuple[str, str], Consumed[LeadEvent]] = {}
+    for c in records:
+        firsts.setdefault((c.record.unit_id, c.record.event_id), c)
+    applied = await store.applied_events(conn, list(firsts))
+    return [c for key, c in firsts.items() if key not in applied]
+
+
+def minted_lead_id(consumed: Consumed[LeadEvent]) -> str:
+    """The id of a lead created from this record's aliases, the same each time it is processed.
+
+    Sortable by the time the event was published, and unique since an event id is.
+    """
+    event = consumed.record
+    millis = consumed.timestamp_ms
+    if millis < 0:
+        millis = int(event.timestamp.timestamp() * 1000)
+    seed = f"{event.unit_id}\x1f{event.event_id}".encode()
+    return sortable_id("ld_", millis=millis, entropy=hashlib.blake2b(seed, digest_size=10).digest())
