@@ -2,6 +2,7 @@
 # Runs Apache Kafka (single node, KRaft) from its Maven Central jars.
 #   scripts/kafka.sh start   fetch jars once, format storage once, start, wait until it listens
 #   scripts/kafka.sh stop    stop the broker started here
+#   scripts/kafka.sh fetch   only fetch the jars (docker/images.sh builds its image from them)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 DIR="$LOCAL/kafka"
@@ -69,5 +70,6 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  fetch) fetch ;;
+  *) echo "usage: $0 start|stop|fetch" >&2; exit 2 ;;
 esac
