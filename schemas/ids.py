@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
+from collections.abc import Callable
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -38,3 +40,22 @@ _EVENT_NAMESPACE = uuid.UUID("6f0c1f3e-5a5e-4c1b-9d55-2b8f3c1a7e10")
 def derived_id(*parts: str) -> str:
     """A stable id from its parts: the same parts always give the same id."""
     return uuid.uuid5(_EVENT_NAMESPACE, "\x1f".join(parts)).hex
+
+
+def derived_ids(*parts: str) -> Callable[[str], str]:
+    """``derived_id(*parts, last)`` as a function of ``last``, several times faster.
+
+    For the many ids that share their first parts (every row of one upload). Gives exactly
+    what :func:`derived_id` gives.
+    """
+    shared = _EVENT_NAMESPACE.bytes + "".join(p + "\x1f" for p in parts).encode()
+
+    def derive(last: str) -> str:
+        hexed = hashlib.sha1(shared + last.encode()).hexdigest()
+        # As uuid5 does: version 5 in the 13th digit, the RFC 4122 variant in the 17th.
+        return hexed[:12] + "5" + hexed[13:16] + _VARIANT[hexed[16]] + hexed[17:32]
+
+    return derive
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
