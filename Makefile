@@ -1,6 +1,7 @@
 # The two commands of the README, and the checks.
 #   make run     the whole stack as local processes (Ctrl-C stops it)
 #   make test    the same set-up, then the whole test suite
+#   make test-containers   the integration tests against throw-away containers (testcontainers)
 #   make check   ruff format check, ruff lint, mypy strict
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -8,7 +9,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: run test check format stack-up stack-down clean
+.PHONY: run test test-containers images check format stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
@@ -28,6 +29,17 @@ test: $(STAMP)
 	trap 'grep -q kafka $$started && scripts/kafka.sh stop; grep -q postgres $$started && scripts/postgres.sh stop; rm -f $$started' EXIT; \
 	scripts/stack.sh up $$started && \
 	source scripts/env.sh && $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Starts the Docker engine if none answers (installing Debian's docker.io if needed), builds
+# the offline stand-in images if missing, and runs the integration tests with testcontainers:
+# the variables of `make test` are unset so the fixtures start containers of their own.
+test-containers: $(STAMP) images
+	eval "$$(docker/images.sh env)" && \
+	env -u KAFKA_BOOTSTRAP_SERVERS -u DATABASE_URL $(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+
+images:
+	docker/engine.sh up
+	docker/images.sh build
 
 check: $(STAMP)
 	$(VENV)/bin/ruff format --check .

@@ -151,12 +151,12 @@ build() {
   timed "$KAFKA_TAG" build_kafka
 }
 
-env_exports() {
-  echo "export LEADVIBE_BASE_IMAGE=$BASE_TAG"
-  echo "export LEADVIBE_POSTGRES_IMAGE=$POSTGRES_TAG"
-  echo "export LEADVIBE_KAFKA_IMAGE=$KAFKA_TAG"
+env_exports() {  # values already set in the environment are kept
+  echo "export LEADVIBE_BASE_IMAGE=${LEADVIBE_BASE_IMAGE:-$BASE_TAG}"
+  echo "export LEADVIBE_POSTGRES_IMAGE=${LEADVIBE_POSTGRES_IMAGE:-$POSTGRES_TAG}"
+  echo "export LEADVIBE_KAFKA_IMAGE=${LEADVIBE_KAFKA_IMAGE:-$KAFKA_TAG}"
   # Ryuk, testcontainers' reaper, is one more image to pull; the fixtures remove their own.
-  echo "export TESTCONTAINERS_RYUK_DISABLED=true"
+  echo "export TESTCONTAINERS_RYUK_DISABLED=${TESTCONTAINERS_RYUK_DISABLED:-true}"
 }
 
 case "${1:-}" in

@@ -1,17 +1,18 @@
 """Fixtures: where Kafka and Postgres come from, and a fresh world for every test.
 
 Integration tests use the servers named by KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL
-(``make test`` starts local ones and sets both). Each test gets a database of its own,
+(``make test`` starts local ones and sets both); without them, containers that
+testcontainers starts when a Docker engine answers (``make test-containers``); without
+either, they are skipped (tests/containers.py). Each test gets a database of its own,
 cloned from a migrated template, and a topic namespace of its own, so tests never see
-each other's data. Without those variables, integration tests are skipped.
+each other's data.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 
 import asyncpg
@@ -26,20 +27,33 @@ from leadvibe.tenancy import create_token, ensure_unit
 from leadvibe.topics import ensure_topics
 from schemas import Topics
 from scorer.service import run as run_scorer
+from tests.containers import (
+    SKIP_REASON,
+    Servers,
+    docker_engine_answers,
+    provide_servers,
+    servers_from_env,
+)
 
 TEMPLATE_DB = "leadvibe_test_template"
 TEST_PARTITIONS = 3
 
 
+_NO_SERVERS = pytest.StashKey[bool]()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("DATABASE_URL"):
-        return
-    skip = pytest.mark.skip(
-        reason="integration tests need KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL: run `make test`"
+    integration = any("integration" in item.keywords for item in items)
+    config.stash[_NO_SERVERS] = (
+        integration and servers_from_env() is None and not docker_engine_answers()
     )
-    for item in items:
-        if "integration" in item.keywords:
-            item.add_marker(skip)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Skipped from here rather than by a mark, so that pytest reports them on one line.
+    if item.config.stash.get(_NO_SERVERS, False) and "integration" in item.keywords:
+        pytest.skip(SKIP_REASON)
 
 
 def _database_url(base: str, name: str) -> str:
@@ -47,7 +61,14 @@ def _database_url(base: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def base_settings() -> Settings:
+def servers() -> Iterator[Servers]:
+    """Kafka and Postgres for the session, from the environment or from containers."""
+    with provide_servers() as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+async def base_settings(servers: Servers) -> Settings:
     settings = Settings.from_env()
     return replace(settings, allow_private_webhooks=True, webhook_secret="test-webhook-secret")
 
