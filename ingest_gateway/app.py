@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ingest_gateway import leads, rulesets
+from ingest_gateway import leads, rulesets, triggers
 from ingest_gateway.auth import set_active_org_unit
 from ingest_gateway.errors import ApiError, api_error_response
 from ingest_gateway.state import GatewayState, state_of
@@ -35,6 +35,7 @@ def routes() -> list[Route]:
         Route("/org-units/active", set_active_org_unit, methods=["POST"]),
         *leads.ROUTES,
         *rulesets.ROUTES,
+        *triggers.ROUTES,
     ]
 
 

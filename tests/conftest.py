@@ -34,6 +34,8 @@ from tests.containers import (
     provide_servers,
     servers_from_env,
 )
+from trigger_service.delivery import DeliveryPolicy
+from trigger_service.service import run as run_triggers
 
 TEMPLATE_DB = "leadvibe_test_template"
 TEST_PARTITIONS = 3
@@ -165,6 +167,22 @@ async def scorer(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
     """The scorer, in process, consuming the test's events topic until the test ends."""
     stop = asyncio.Event()
     task = asyncio.create_task(run_scorer(settings, stop=stop))
+    yield task
+    stop.set()
+    await asyncio.wait_for(task, timeout=30)
+
+
+TEST_DELIVERY_POLICY = DeliveryPolicy(
+    timeout=2.0, backoff_base=0.1, backoff_max=0.5, max_attempts=5, idle_poll=0.2, lease_margin=2.0
+)
+"""Webhook retries in tenths of a second, so that tests of retries take no time."""
+
+
+@pytest.fixture
+async def trigger_service(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
+    """The trigger service, in process, consuming the test's scored topic until the test ends."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_triggers(settings, stop=stop, policy=TEST_DELIVERY_POLICY))
     yield task
     stop.set()
     await asyncio.wait_for(task, timeout=30)

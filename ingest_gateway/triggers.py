@@ -1,0 +1,335 @@
+"""Milestone triggers over the API, scoped to the token's active unit.
+
+POST   /triggers                 create; 201 with the trigger and its signing secret (shown once)
+GET    /triggers                 the unit's triggers, oldest first
+GET    /triggers/{id}            one trigger
+PUT    /triggers/{id}            replace its settings (same body as POST)
+DELETE /triggers/{id}            delete it, its firings, and their pending deliveries; 204
+GET    /triggers/{id}/firings    its firings, newest first, with every delivery attempt
+                                 (status, lead_id, page, limit)
+
+A trigger body is ``{"name", "score_threshold": int, "event_type"?: str|null,
+"fire_mode": "once"|"always", "webhook_url", "active"?: bool (default true)}``; an
+unknown field is an error, so a misspelt one is not silently ignored. The webhook URL is
+checked here (form, and the addresses its host resolves to) and again at every delivery.
+Lists page like the read API's: ``{"firings": [...], "page", "limit", "next_page"}``.
+
+Editing a trigger changes what it does from then on: its firings so far stay, and so does
+its fire-once memory (a lead that fired it never fires it again, whatever the new
+threshold). Deactivating it stops new firings; deliveries already pending still go out,
+to its current URL. Deleting it also deletes its firings and cancels their deliveries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ingest_gateway.auth import require_principal
+from ingest_gateway.bodies import query_int, read_json
+from ingest_gateway.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+from ingest_gateway.responses import JSON
+from ingest_gateway.state import state_of
+from schemas.ids import sortable_id
+from trigger_service.webhooks import RefusedDestination, check_url, signing_secret
+
+FIRE_MODES = ("once", "always")
+NAME_LIMIT = 200
+EVENT_TYPE_LIMIT = 200
+THRESHOLD_LIMIT = 2**53 - 1  # exact in every JSON client
+_FIELDS = {"name", "score_threshold", "event_type", "fire_mode", "webhook_url", "active"}
+_DELIVERY_STATUSES = ("pending", "delivered", "failed")
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+MAX_PAGE = 100_000
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """What a client sets on a trigger."""
+
+    name: str
+    score_threshold: int
+    event_type: str | None
+    fire_mode: Literal["once", "always"]
+    webhook_url: str
+    active: bool
+
+
+def _invalid(field: str, problem: str) -> BadRequest:
+    return BadRequest(f"{field}: {problem}", code="invalid_field", field=field)
+
+
+def parse_spec(body: Any) -> TriggerSpec:
+    """The trigger in a request body; 400 naming the first field that is wrong."""
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.", code="invalid_body")
+    for key in body:
+        if key not in _FIELDS:
+            raise _invalid(key, f"unknown field; a trigger has {', '.join(sorted(_FIELDS))}.")
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise _invalid("name", "required, a non-empty string.")
+    if len(name.strip()) > NAME_LIMIT:
+        raise _invalid("name", f"at most {NAME_LIMIT} characters.")
+    threshold = body.get("score_threshold")
+    if not isinstance(threshold, int) or isinstance(threshold, bool):
+        raise _invalid("score_threshold", "required, an integer (negative allowed).")
+    if abs(threshold) > THRESHOLD_LIMIT:
+        raise _invalid(
+            "score_threshold", f"must be between -{THRESHOLD_LIMIT} and {THRESHOLD_LIMIT}."
+        )
+    event_type = body.get("event_type")
+    if event_type is not None:
+        if not isinstance(event_type, str) or not event_type.strip():
+            raise _invalid("event_type", "a non-empty string, or null for any event type.")
+        event_type = event_type.strip()
+        if len(event_type) > EVENT_TYPE_LIMIT:
+            raise _invalid("event_type", f"at most {EVENT_TYPE_LIMIT} characters.")
+    fire_mode = body.get("fire_mode")
+    if fire_mode not in FIRE_MODES:
+        raise _invalid(
+            "fire_mode",
+            'required, "once" (at most one firing per lead, ever) or "always" (every crossing).',
+        )
+    url = body.get("webhook_url")
+    if not isinstance(url, str) or not url.strip():
+        raise _invalid("webhook_url", "required, the http or https URL that firings are POSTed to.")
+    active = body.get("active", True)
+    if not isinstance(active, bool):
+        raise _invalid("active", "must be true or false.")
+    return TriggerSpec(name.strip(), threshold, event_type, fire_mode, url.strip(), active)
+
+
+async def _checked_spec(request: Request) -> TriggerSpec:
+    spec = parse_spec(await read_json(request))
+    settings = state_of(request).settings
+    try:
+        await check_url(spec.webhook_url, allow_private=settings.allow_private_webhooks)
+    except RefusedDestination as exc:
+        raise BadRequest(
+            f"webhook_url: {exc}.", code="webhook_url_refused", field="webhook_url"
+        ) from None
+    return spec
+
+
+_COLUMNS = """trigger_id, name, score_threshold, event_type, fire_mode, webhook_url, active,
+    created_at, updated_at"""
+
+
+def _trigger(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["trigger_id"],
+        "name": row["name"],
+        "score_threshold": row["score_threshold"],
+        "event_type": row["event_type"],
+        "fire_mode": row["fire_mode"],
+        "webhook_url": row["webhook_url"],
+        "active": row["active"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def _name_taken(spec: TriggerSpec) -> Conflict:
+    return Conflict(f"This unit has a trigger named {spec.name!r} already.", code="name_taken")
+
+
+async def create_trigger(request: Request) -> Response:
+    """POST /triggers: 201 with the trigger and ``signing_secret``, which is never shown again."""
+    principal = await require_principal(request)
+    state = state_of(request)
+    if not state.settings.webhook_secret:
+        raise ServiceUnavailable(
+            "Webhook signing is not configured on this server (LEADVIBE_WEBHOOK_SECRET)."
+        )
+    spec = await _checked_spec(request)
+    try:
+        row = await state.pool.fetchrow(
+            f"""INSERT INTO triggers (trigger_id, unit_id, name, score_threshold, event_type,
+                    fire_mode, webhook_url, active)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                RETURNING {_COLUMNS}""",
+            sortable_id("trg_"),
+            principal.unit_id,
+            spec.name,
+            spec.score_threshold,
+            spec.event_type,
+            spec.fire_mode,
+            spec.webhook_url,
+            spec.active,
+        )
+    except asyncpg.UniqueViolationError:
+        raise _name_taken(spec) from None
+    assert row is not None
+    secret = signing_secret(state.settings.webhook_secret, row["trigger_id"])
+    headers = {"Location": f"/triggers/{row['trigger_id']}"}
+    return JSON({**_trigger(row), "signing_secret": secret}, status_code=201, headers=headers)
+
+
+async def list_triggers(request: Request) -> Response:
+    """GET /triggers: every trigger of the active unit, oldest first."""
+    principal = await require_principal(request)
+    rows = await state_of(request).pool.fetch(
+        f"SELECT {_COLUMNS} FROM triggers WHERE unit_id = $1 ORDER BY trigger_id",
+        principal.unit_id,
+    )
+    return JSON({"triggers": [_trigger(r) for r in rows]})
+
+
+def _not_found(trigger_id: str) -> NotFound:
+    return NotFound(f"No trigger {trigger_id!r} in this unit.")
+
+
+async def get_trigger(request: Request) -> Response:
+    """GET /triggers/{id} (without its signing secret)."""
+    principal = await require_principal(request)
+    trigger_id = request.path_params["trigger_id"]
+    row = await state_of(request).pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM triggers WHERE unit_id = $1 AND trigger_id = $2",
+        principal.unit_id,
+        trigger_id,
+    )
+    if row is None:
+        raise _not_found(trigger_id)
+    return JSON(_trigger(row))
+
+
+async def replace_trigger(request: Request) -> Response:
+    """PUT /triggers/{id}: new settings; its firings so far (and fire-once history) stay."""
+    principal = await require_principal(request)
+    trigger_id = request.path_params["trigger_id"]
+    spec = await _checked_spec(request)
+    try:
+        row = await state_of(request).pool.fetchrow(
+            f"""UPDATE triggers SET name = $3, score_threshold = $4, event_type = $5,
+                    fire_mode = $6, webhook_url = $7, active = $8, updated_at = now()
+                WHERE unit_id = $1 AND trigger_id = $2
+                RETURNING {_COLUMNS}""",
+            principal.unit_id,
+            trigger_id,
+            spec.name,
+            spec.score_threshold,
+            spec.event_type,
+            spec.fire_mode,
+            spec.webhook_url,
+            spec.active,
+        )
+    except asyncpg.UniqueViolationError:
+        raise _name_taken(spec) from None
+    if row is None:
+        raise _not_found(trigger_id)
+    return JSON(_trigger(row))
+
+
+async def delete_trigger(request: Request) -> Response:
+    """DELETE /triggers/{id}: 204; its firings and their pending deliveries go with it."""
+    principal = await require_principal(request)
+    trigger_id = request.path_params["trigger_id"]
+    status = await state_of(request).pool.execute(
+        "DELETE FROM triggers WHERE unit_id = $1 AND trigger_id = $2",
+        principal.unit_id,
+        trigger_id,
+    )
+    if status != "DELETE 1":
+        raise _not_found(trigger_id)
+    return Response(status_code=204)
+
+
+def _firing(row: asyncpg.Record, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": row["firing_id"],
+        "lead_id": row["lead_id"],
+        "event_id": row["event_id"],
+        "event_type": row["event_type"],
+        "event_timestamp": row["occurred_at"],
+        "score_threshold": row["score_threshold"],
+        "score_before": row["score_before"],
+        "score_after": row["score_after"],
+        "fired_at": row["fired_at"],
+        "delivery_status": row["delivery_status"],
+        "next_attempt_at": row["next_attempt_at"],
+        "delivered_at": row["delivered_at"],
+        "last_error": row["last_error"],
+        "attempts": attempts,
+    }
+
+
+async def list_firings(request: Request) -> Response:
+    """GET /triggers/{id}/firings?status=&lead_id=&page=&limit=: newest first."""
+    principal = await require_principal(request)
+    trigger_id = request.path_params["trigger_id"]
+    page = query_int(request, "page", 1, low=1, high=MAX_PAGE)
+    limit = query_int(request, "limit", DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
+    status = request.query_params.get("status") or None
+    if status is not None and status not in _DELIVERY_STATUSES:
+        raise BadRequest(
+            f"status: must be one of {', '.join(_DELIVERY_STATUSES)}, got {status!r}.",
+            code="invalid_query",
+        )
+    lead_id = request.query_params.get("lead_id") or None
+    pool = state_of(request).pool
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        exists = await conn.fetchval(
+            "SELECT true FROM triggers WHERE unit_id = $1 AND trigger_id = $2",
+            principal.unit_id,
+            trigger_id,
+        )
+        if not exists:
+            raise _not_found(trigger_id)
+        rows = await conn.fetch(
+            """SELECT firing_id, lead_id, event_id, event_type, occurred_at, score_threshold,
+                      score_before, score_after, fired_at, delivery_status, next_attempt_at,
+                      delivered_at, last_error
+               FROM trigger_firings
+               WHERE unit_id = $1 AND trigger_id = $2
+                 AND ($3::text IS NULL OR delivery_status = $3)
+                 AND ($4::text IS NULL OR lead_id = $4)
+               ORDER BY fired_at DESC, firing_id
+               LIMIT $5 OFFSET $6""",
+            principal.unit_id,
+            trigger_id,
+            status,
+            lead_id,
+            limit + 1,  # one more, to tell whether there is a next page
+            (page - 1) * limit,
+        )
+        rows, more = rows[:limit], len(rows) > limit
+        attempt_rows = await conn.fetch(
+            """SELECT firing_id, attempt, started_at, duration_ms, status_code, error
+               FROM webhook_attempts
+               WHERE unit_id = $1 AND firing_id = ANY($2::text[])
+               ORDER BY firing_id, attempt""",
+            principal.unit_id,
+            [r["firing_id"] for r in rows],
+        )
+    attempts: dict[str, list[dict[str, Any]]] = {}
+    for a in attempt_rows:
+        attempts.setdefault(a["firing_id"], []).append(
+            {
+                "attempt": a["attempt"],
+                "started_at": a["started_at"],
+                "duration_ms": a["duration_ms"],
+                "status_code": a["status_code"],
+                "error": a["error"],
+            }
+        )
+    firings = [_firing(r, attempts.get(r["firing_id"], [])) for r in rows]
+    return JSON(
+        {"firings": firings, "page": page, "limit": limit, "next_page": page + 1 if more else None}
+    )
+
+
+ROUTES: list[Route] = [
+    Route("/triggers", create_trigger, methods=["POST"]),
+    Route("/triggers", list_triggers, methods=["GET"]),
+    Route("/triggers/{trigger_id}", get_trigger, methods=["GET"]),
+    Route("/triggers/{trigger_id}", replace_trigger, methods=["PUT"]),
+    Route("/triggers/{trigger_id}", delete_trigger, methods=["DELETE"]),
+    Route("/triggers/{trigger_id}/firings", list_firings, methods=["GET"]),
+]

@@ -1,0 +1,110 @@
+"""A real webhook receiver on loopback, for the trigger service's tests.
+
+A uvicorn server on 127.0.0.1 and a port the system picks. It records every request it
+gets (headers and body), and answers as the test tells it: 200, or a failure for the
+first few attempts of each firing, or slowly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.waiting import wait_for
+from trigger_service.webhooks import FIRING_ID_HEADER, SIGNATURE_HEADER
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return msgspec.json.decode(self.body)
+
+    @property
+    def firing_id(self) -> str:
+        return self.headers[FIRING_ID_HEADER.lower()]
+
+    def signed_by(self, secret: str) -> bool:
+        expected = "sha256=" + hmac.new(secret.encode(), self.body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(self.headers.get(SIGNATURE_HEADER.lower(), ""), expected)
+
+
+@dataclass
+class Receiver:
+    """What the server received, and how it answers (change the fields at any time)."""
+
+    base_url: str = ""
+    received: list[Received] = field(default_factory=list)
+    fail_first: int = 0
+    """Answer 500 to the first ``fail_first`` requests of each firing."""
+    delay_for: dict[str, float] = field(default_factory=dict)
+    """Seconds to wait before answering, by path (a slow receiver)."""
+    _seen: dict[str, int] = field(default_factory=dict)
+
+    def url(self, path: str = "/hook") -> str:
+        return self.base_url + path
+
+    def at(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    def firing_ids(self, path: str | None = None) -> set[str]:
+        return {r.firing_id for r in self.received if path is None or r.path == path}
+
+    async def _hook(self, request: Request) -> Response:
+        body = await request.body()
+        got = Received(request.url.path, dict(request.headers), body)
+        self.received.append(got)
+        delay = self.delay_for.get(got.path)
+        if delay:
+            await asyncio.sleep(delay)
+        firing = got.headers.get(FIRING_ID_HEADER.lower(), "")
+        self._seen[firing] = self._seen.get(firing, 0) + 1
+        if self._seen[firing] <= self.fail_first:
+            return Response("not now", status_code=500)
+        return Response(status_code=204)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self._hook, methods=["POST"])])
+
+
+@asynccontextmanager
+async def running_receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    receiver.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(
+        uvicorn.Config(receiver.app(), log_level="warning", lifespan="off", access_log=False)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+
+        async def started() -> bool:
+            if task.done():
+                task.result()  # raises what stopped the server
+            return server.started
+
+        await wait_for(started, timeout=10, interval=0.01, what="the webhook receiver")
+        yield receiver
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+        sock.close()

@@ -1,0 +1,256 @@
+"""The trigger service's SQL: set-based, one statement per batch, never one per record.
+
+The consumer reads its batch's active triggers in one query and writes its firings in one
+insert. The delivery worker uses the firings table as its queue: it claims due firings
+with ``FOR UPDATE SKIP LOCKED`` and pushes their next attempt time out as a lease, so a
+second service instance never delivers the same firing at the same time, and a crashed
+one's claims come due again when the lease ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal, NamedTuple
+
+import asyncpg
+
+from leadvibe.db import Connection
+from trigger_service.decisions import Trigger
+
+FIRINGS_CHANNEL = "leadvibe_trigger_firings"
+"""NOTIFY channel: a transaction that recorded firings wakes the delivery worker on commit."""
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class FiringRow(NamedTuple):
+    """A firing as recorded, before its delivery."""
+
+    firing_id: str
+    unit_id: str
+    trigger_id: str
+    lead_id: str
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    score_threshold: int
+    score_before: int
+    score_after: int
+    once: bool
+    fired_at: datetime
+
+
+class Delivery(NamedTuple):
+    """A claimed firing: what to send, where, and which attempt this is."""
+
+    firing: FiringRow
+    attempt: int
+    webhook_url: str
+
+
+class AttemptResult(NamedTuple):
+    firing_id: str
+    attempt: int
+    url: str
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+    """None when the receiver answered 2xx."""
+    status: DeliveryStatus
+    next_attempt_at: datetime | None
+    """When to try again, for a status of ``pending``."""
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows to parallel column lists, the shape ``unnest`` takes."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def active_triggers(conn: Connection, unit_ids: Collection[str]) -> list[Trigger]:
+    rows = await conn.fetch(
+        """SELECT trigger_id, unit_id, score_threshold, event_type, fire_mode = 'once' AS once
+           FROM triggers WHERE active AND unit_id = ANY($1::text[])""",
+        list(unit_ids),
+    )
+    return [
+        Trigger(r["trigger_id"], r["unit_id"], r["score_threshold"], r["event_type"], r["once"])
+        for r in rows
+    ]
+
+
+async def fired_before(
+    conn: Connection, pairs: Collection[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Those (trigger_id, lead_id) pairs that have a firing already."""
+    if not pairs:
+        return set()
+    trigger_ids, lead_ids = _columns(list(pairs), 2)
+    rows = await conn.fetch(
+        """SELECT DISTINCT p.trigger_id, p.lead_id
+           FROM unnest($1::text[], $2::text[]) AS p (trigger_id, lead_id)
+           WHERE EXISTS (SELECT 1 FROM trigger_firings f
+                         WHERE f.trigger_id = p.trigger_id AND f.lead_id = p.lead_id)""",
+        trigger_ids,
+        lead_ids,
+    )
+    return {(r["trigger_id"], r["lead_id"]) for r in rows}
+
+
+async def insert_firings(conn: Connection, firings: Sequence[FiringRow]) -> set[str]:
+    """Record the firings not recorded before; return the ids of those recorded now.
+
+    A firing whose trigger was deleted or deactivated since the batch read it is dropped,
+    and so is a fire-once firing of a lead that fired the trigger meanwhile. The delivery
+    worker is notified when the transaction commits.
+    """
+    if not firings:
+        return set()
+    rows = await conn.fetch(
+        """INSERT INTO trigger_firings (firing_id, unit_id, trigger_id, lead_id, event_id,
+               event_type, occurred_at, score_threshold, score_before, score_after, once,
+               fired_at, next_attempt_at)
+           SELECT f.firing_id, f.unit_id, f.trigger_id, f.lead_id, f.event_id, f.event_type,
+                  f.occurred_at, f.score_threshold, f.score_before, f.score_after, f.once,
+                  f.fired_at, f.fired_at
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                       $7::timestamptz[], $8::bigint[], $9::bigint[], $10::bigint[],
+                       $11::boolean[], $12::timestamptz[])
+                AS f (firing_id, unit_id, trigger_id, lead_id, event_id, event_type,
+                      occurred_at, score_threshold, score_before, score_after, once, fired_at)
+           JOIN triggers t ON t.trigger_id = f.trigger_id AND t.unit_id = f.unit_id AND t.active
+           WHERE NOT (f.once AND EXISTS (
+               SELECT 1 FROM trigger_firings p
+               WHERE p.trigger_id = f.trigger_id AND p.lead_id = f.lead_id))
+           ORDER BY f.trigger_id, f.event_id
+           ON CONFLICT DO NOTHING
+           RETURNING firing_id""",
+        *_columns(firings, len(FiringRow._fields)),
+    )
+    if rows:
+        await conn.execute("SELECT pg_notify($1, '')", FIRINGS_CHANNEL)
+    return {r["firing_id"] for r in rows}
+
+
+_FIRING_COLUMNS = """f.firing_id, f.unit_id, f.trigger_id, f.lead_id, f.event_id, f.event_type,
+    f.occurred_at, f.score_threshold, f.score_before, f.score_after, f.once, f.fired_at"""
+
+
+def _firing(row: asyncpg.Record) -> FiringRow:
+    return FiringRow(*(row[name] for name in FiringRow._fields))
+
+
+async def claim_due(
+    conn: Connection,
+    *,
+    limit: int,
+    per_trigger: int,
+    in_flight: Mapping[str, int],
+    lease_seconds: float,
+) -> list[Delivery]:
+    """Claim up to ``limit`` due firings, at most ``per_trigger`` in flight per trigger.
+
+    ``in_flight`` counts the deliveries of each trigger this worker has running, so that a
+    slow receiver's backlog never takes the slots of other triggers. A claim moves the
+    firing's next attempt ``lease_seconds`` ahead: if the worker dies before recording the
+    attempt, the firing comes due again then.
+    """
+    rows = await conn.fetch(
+        f"""WITH ranked AS (
+                SELECT firing_id, trigger_id, row_number() OVER (
+                           PARTITION BY trigger_id ORDER BY next_attempt_at, firing_id) AS n
+                FROM trigger_firings
+                WHERE delivery_status = 'pending' AND next_attempt_at <= now()
+            ), busy AS (
+                SELECT * FROM unnest($3::text[], $4::int[]) AS b (trigger_id, running)
+            ), picked AS (
+                SELECT f.firing_id
+                FROM trigger_firings f
+                JOIN ranked r ON r.firing_id = f.firing_id
+                LEFT JOIN busy b ON b.trigger_id = r.trigger_id
+                WHERE r.n <= $2 - coalesce(b.running, 0)
+                  AND f.delivery_status = 'pending' AND f.next_attempt_at <= now()
+                ORDER BY f.next_attempt_at, f.firing_id
+                LIMIT $1
+                FOR UPDATE OF f SKIP LOCKED
+            )
+            UPDATE trigger_firings f
+            SET next_attempt_at = now() + make_interval(secs => $5)
+            FROM picked, triggers t
+            WHERE f.firing_id = picked.firing_id
+              AND t.trigger_id = f.trigger_id AND t.unit_id = f.unit_id
+            RETURNING {_FIRING_COLUMNS}, f.attempts + 1 AS attempt, t.webhook_url""",
+        limit,
+        per_trigger,
+        list(in_flight),
+        list(in_flight.values()),
+        lease_seconds,
+    )
+    return [Delivery(_firing(r), r["attempt"], r["webhook_url"]) for r in rows]
+
+
+async def record_attempt(conn: Connection, result: AttemptResult) -> bool:
+    """Log an attempt and move its firing on; False if the firing is gone or moved on already.
+
+    The firing only moves from the attempt before this one, so that two workers that both
+    made the same attempt (a lease that ran out under a stalled worker) log it once.
+    """
+    async with conn.transaction():
+        unit_id = await conn.fetchval(
+            """UPDATE trigger_firings
+               SET attempts = $2, delivery_status = $3, next_attempt_at = $4,
+                   delivered_at = CASE WHEN $3 = 'delivered' THEN now() END,
+                   last_error = $5
+               WHERE firing_id = $1 AND attempts = $2 - 1 AND delivery_status = 'pending'
+               RETURNING unit_id""",
+            result.firing_id,
+            result.attempt,
+            result.status,
+            result.next_attempt_at,
+            result.error,
+        )
+        if unit_id is None:
+            return False
+        await conn.execute(
+            """INSERT INTO webhook_attempts (firing_id, attempt, unit_id, url, started_at,
+                   duration_ms, status_code, error)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               ON CONFLICT DO NOTHING""",
+            result.firing_id,
+            result.attempt,
+            unit_id,
+            result.url,
+            result.started_at,
+            result.duration_ms,
+            result.status_code,
+            result.error,
+        )
+    return True
+
+
+async def release(conn: Connection | asyncpg.Pool, firing_ids: Collection[str]) -> None:
+    """Make claimed firings due now again (their attempts were abandoned, not made)."""
+    await conn.execute(
+        """UPDATE trigger_firings SET next_attempt_at = now()
+           WHERE firing_id = ANY($1::text[]) AND delivery_status = 'pending'""",
+        list(firing_ids),
+    )
+
+
+async def seconds_until_due(
+    conn: Connection | asyncpg.Pool, excluded_triggers: Collection[str] = ()
+) -> float | None:
+    """Seconds until the next pending firing is due (0 if one is due); None if none pends.
+
+    Firings of ``excluded_triggers`` (those with no free delivery slot) are not counted.
+    """
+    value: float | None = await conn.fetchval(
+        """SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()))::float8
+           FROM trigger_firings
+           WHERE delivery_status = 'pending' AND NOT (trigger_id = ANY($1::text[]))""",
+        list(excluded_triggers),
+    )
+    return value
