@@ -1,7 +1,8 @@
 """The gateway's Starlette application: routes, error handlers, and the lifespan.
 
 The lifespan opens the Postgres pool and the Kafka producer once and yields them as the
-request state; every endpoint is a plain async function in the route list.
+request state; every endpoint is a plain async function in the route list. The gateway
+starts even when Kafka does not answer: publishing then answers 503 until it does.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ingest_gateway import leads, rulesets, triggers
+from ingest_gateway import imports, ingest, leads, rulesets, triggers
 from ingest_gateway.auth import set_active_org_unit
 from ingest_gateway.errors import ApiError, api_error_response
+from ingest_gateway.publishing import open_gateway_producer
 from ingest_gateway.state import GatewayState, state_of
 from leadvibe.db import open_pool
-from leadvibe.producing import open_producer
 from leadvibe.settings import Settings
 
 
@@ -33,6 +34,8 @@ def routes() -> list[Route]:
     return [
         Route("/health", health, methods=["GET"]),
         Route("/org-units/active", set_active_org_unit, methods=["POST"]),
+        *imports.ROUTES,
+        *ingest.ROUTES,
         *leads.ROUTES,
         *rulesets.ROUTES,
         *triggers.ROUTES,
@@ -47,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, GatewayState]]:
         async with (
             open_pool(settings.database_url) as pool,
-            open_producer(settings.kafka_bootstrap_servers) as producer,
+            open_gateway_producer(settings.kafka_bootstrap_servers) as producer,
         ):
             yield {"gateway": GatewayState(settings=settings, pool=pool, producer=producer)}
 

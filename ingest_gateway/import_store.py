@@ -1,0 +1,123 @@
+"""The imports table: every query the gateway makes about imports, scoped to one unit.
+
+An import is recorded once its file passed the whole-file checks, before its events are
+published (``publishing``); it becomes ``completed`` once Kafka acknowledged every event,
+or ``failed`` when publishing could not finish. A retry with the same Idempotency-Key has
+the same import id and takes the row over, unless it is completed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+import msgspec
+
+from ingest_gateway.csv_rows import RowError
+
+ERROR_ROWS_KEPT: Final = 10_000
+"""Error rows an import keeps (for GET /imports/{id}); beyond them they are only counted."""
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    unit_id: str
+    import_id: str
+    status: str
+    skip_triggers: bool
+    imported: int
+    errors: int
+    error_rows: list[RowError]
+    ignored_columns: list[str]
+    failure: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    applied: int
+    """Events of the import the scorer has applied so far."""
+    last_applied_at: datetime | None
+
+
+_error_rows = msgspec.json.Decoder(list[RowError])
+
+
+async def find(pool: asyncpg.Pool, unit_id: str, import_id: str) -> ImportRecord | None:
+    """The unit's import of that id, with the scorer's progress; None if it has none."""
+    row = await pool.fetchrow(
+        """SELECT i.unit_id, i.import_id, i.status, i.skip_triggers, i.imported, i.errors,
+                  i.error_rows::text AS error_rows, i.ignored_columns, i.failure,
+                  i.created_at, i.completed_at,
+                  coalesce(p.applied, 0) AS applied, p.last_applied_at
+           FROM imports AS i
+           LEFT JOIN import_progress AS p
+             ON p.unit_id = i.unit_id AND p.import_id = i.import_id
+           WHERE i.unit_id = $1 AND i.import_id = $2""",
+        unit_id,
+        import_id,
+    )
+    if row is None:
+        return None
+    values = dict(row)
+    values["error_rows"] = _error_rows.decode(values["error_rows"])
+    values["ignored_columns"] = list(values["ignored_columns"])
+    return ImportRecord(**values)
+
+
+async def begin(
+    pool: asyncpg.Pool,
+    *,
+    unit_id: str,
+    import_id: str,
+    idempotency_key: str | None,
+    skip_triggers: bool,
+    imported: int,
+    errors: int,
+    error_rows: Sequence[RowError],
+    ignored_columns: Sequence[str],
+) -> bool:
+    """Record the import as publishing; False if an import of that id is completed already."""
+    status: str = await pool.execute(
+        """INSERT INTO imports AS i
+               (unit_id, import_id, idempotency_key, status, skip_triggers, imported, errors,
+                error_rows, ignored_columns)
+           VALUES ($1, $2, $3, 'publishing', $4, $5, $6, $7::jsonb, $8)
+           ON CONFLICT (unit_id, import_id) DO UPDATE
+               SET status = 'publishing', skip_triggers = EXCLUDED.skip_triggers,
+                   imported = EXCLUDED.imported, errors = EXCLUDED.errors,
+                   error_rows = EXCLUDED.error_rows,
+                   ignored_columns = EXCLUDED.ignored_columns,
+                   failure = NULL, completed_at = NULL
+               WHERE i.status <> 'completed'""",
+        unit_id,
+        import_id,
+        idempotency_key,
+        skip_triggers,
+        imported,
+        errors,
+        msgspec.json.encode(error_rows[:ERROR_ROWS_KEPT]).decode(),
+        list(ignored_columns),
+    )
+    return status == "INSERT 0 1"
+
+
+async def complete(pool: asyncpg.Pool, unit_id: str, import_id: str) -> None:
+    """Every event of the import is acknowledged by Kafka."""
+    await pool.execute(
+        """UPDATE imports SET status = 'completed', completed_at = now()
+           WHERE unit_id = $1 AND import_id = $2""",
+        unit_id,
+        import_id,
+    )
+
+
+async def fail(pool: asyncpg.Pool, unit_id: str, import_id: str, failure: str) -> None:
+    """Publishing stopped part way; a retry with the same key takes the import over."""
+    await pool.execute(
+        """UPDATE imports SET status = 'failed', failure = $3
+           WHERE unit_id = $1 AND import_id = $2 AND status = 'publishing'""",
+        unit_id,
+        import_id,
+        failure,
+    )

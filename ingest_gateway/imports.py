@@ -1,0 +1,269 @@
+"""POST /import and GET /imports/{import_id}: the seed page's Import Events API.
+
+An upload is parsed as it arrives (``uploads`` → ``csv_rows``), its events wait in a spool
+on disk, and only once the whole file has arrived and passed the whole-file checks are they
+published, batch by batch; 202 comes after Kafka acknowledged the last one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+from starlette.requests import Request
+from starlette.routing import Route
+
+from ingest_gateway import import_store
+from ingest_gateway.auth import require_principal
+from ingest_gateway.csv_rows import FileRejected, ImportRows, RowError
+from ingest_gateway.errors import BadRequest, NotFound, ServiceUnavailable
+from ingest_gateway.events import shown
+from ingest_gateway.idempotency import idempotency_key, import_event_ids, import_id_of
+from ingest_gateway.publishing import ensure_reachable, publish
+from ingest_gateway.responses import JSON
+from ingest_gateway.spool import EventSpool
+from ingest_gateway.state import GatewayState, state_of
+from ingest_gateway.uploads import read_upload
+from schemas import LeadEvent, decode, encode
+from schemas.aliases import partition_key
+
+ERROR_ROWS_SHOWN: Final = 100
+"""Error rows in the 202 answer; GET /imports/{id} has up to import_store.ERROR_ROWS_KEPT."""
+
+_FLAGS: Final = {"true": True, "1": True, "false": False, "0": False}
+
+
+class SkipTriggers:
+    """``skip_triggers``, from the query and from the form: every value given must agree."""
+
+    def __init__(self) -> None:
+        self.given: list[tuple[str, bool]] = []
+
+    def add(self, raw: str, where: str) -> None:
+        value = _FLAGS.get(raw.strip().lower())
+        if value is None:
+            raise BadRequest(
+                f"skip_triggers ({where}): must be true, false, 1 or 0 (any case); "
+                f"got {shown(raw)}.",
+                code="invalid_skip_triggers",
+            )
+        for other_where, other in self.given:
+            if other != value:
+                raise BadRequest(
+                    f"skip_triggers is {str(other).lower()} in the {other_where} but "
+                    f"{str(value).lower()} in the {where}; send it once.",
+                    code="conflicting_skip_triggers",
+                )
+        self.given.append((where, value))
+
+    @property
+    def value(self) -> bool:
+        return self.given[0][1] if self.given else False
+
+
+class ImportUpload:
+    """Where an upload goes as it arrives: rows parsed, events spooled, errors counted."""
+
+    def __init__(
+        self,
+        *,
+        unit_id: str,
+        import_id: str,
+        key: str | None,
+        received_at: datetime,
+        skip_triggers: SkipTriggers,
+        spool: EventSpool,
+    ) -> None:
+        self.unit_id = unit_id
+        self.import_id = import_id
+        self.key = key
+        self.received_at = received_at
+        self.skip_triggers = skip_triggers
+        self.spool = spool
+        self.rows: ImportRows | None = None
+        self.errors = 0
+        self.error_rows: list[RowError] = []
+
+    def field(self, name: str, value: str) -> None:
+        if name == "skip_triggers":
+            self.skip_triggers.add(value, "form")
+
+    def file_data(self, data: bytes) -> None:
+        self._take(self._rows().feed(data))
+
+    def finish(self) -> ImportRows:
+        """The file has ended: its last rows; FileRejected if it had no header."""
+        rows = self._rows()
+        self._take(rows.close())
+        return rows
+
+    def _rows(self) -> ImportRows:
+        if self.rows is None:  # the file begins: skip_triggers is what was given so far
+            self.rows = ImportRows(
+                unit_id=self.unit_id,
+                import_id=self.import_id,
+                skip_triggers=self.skip_triggers.value,
+                received_at=self.received_at,
+                event_id=import_event_ids(self.unit_id, self.import_id, self.key),
+            )
+        return self.rows
+
+    def _take(self, items: list[LeadEvent | RowError]) -> None:
+        spool, unit_id = self.spool, self.unit_id
+        for item in items:
+            if isinstance(item, LeadEvent):
+                spool.add(partition_key(unit_id, item.lead_id, item.aliases), encode(item))
+            else:
+                self.errors += 1
+                if len(self.error_rows) < import_store.ERROR_ROWS_KEPT:
+                    self.error_rows.append(item)
+
+
+def _accepted(
+    *,
+    imported: int,
+    errors: int,
+    import_id: str,
+    error_rows: list[RowError],
+    ignored_columns: list[str],
+    replayed: bool = False,
+) -> JSON:
+    return JSON(
+        {
+            "imported": imported,
+            "errors": errors,
+            "import_id": import_id,
+            "error_rows": error_rows[:ERROR_ROWS_SHOWN],
+            "ignored_columns": ignored_columns,
+        },
+        status_code=202,
+        headers={"Idempotent-Replayed": "true"} if replayed else None,
+    )
+
+
+def _replay(record: import_store.ImportRecord) -> JSON:
+    return _accepted(
+        imported=record.imported,
+        errors=record.errors,
+        import_id=record.import_id,
+        error_rows=record.error_rows,
+        ignored_columns=record.ignored_columns,
+        replayed=True,
+    )
+
+
+async def post_import(request: Request) -> JSON:
+    """POST /import: a CSV file (multipart field ``file``) → one event per valid row."""
+    principal = await require_principal(request)
+    state = state_of(request)
+    unit_id = principal.unit_id
+    key = idempotency_key(request)
+    skip_triggers = SkipTriggers()
+    for raw in request.query_params.getlist("skip_triggers"):
+        skip_triggers.add(raw, "query")
+    import_id = import_id_of(unit_id, key)
+    if key is not None:
+        done = await import_store.find(state.pool, unit_id, import_id)
+        if done is not None and done.status == "completed":
+            return _replay(done)
+    await ensure_reachable(state.producer)  # before reading a file that could not be published
+
+    with EventSpool() as spool:
+        upload = ImportUpload(
+            unit_id=unit_id,
+            import_id=import_id,
+            key=key,
+            received_at=datetime.now(UTC),
+            skip_triggers=skip_triggers,
+            spool=spool,
+        )
+        try:
+            await read_upload(request, upload)
+            rows = upload.finish()
+        except FileRejected as exc:
+            raise BadRequest(exc.detail, code=exc.code) from None
+        assert rows.header is not None
+        ignored_columns = list(rows.header.ignored_columns)
+        skip = skip_triggers.value
+        if not await import_store.begin(
+            state.pool,
+            unit_id=unit_id,
+            import_id=import_id,
+            idempotency_key=key,
+            skip_triggers=skip,
+            imported=len(spool),
+            errors=upload.errors,
+            error_rows=upload.error_rows,
+            ignored_columns=ignored_columns,
+        ):  # a retry with the same key completed while this one was reading
+            done = await import_store.find(state.pool, unit_id, import_id)
+            assert done is not None
+            return _replay(done)
+        try:
+            await _publish(state, spool, rewrite_skip=None if skip == rows.skip_triggers else skip)
+        except ServiceUnavailable as exc:
+            await import_store.fail(state.pool, unit_id, import_id, exc.detail)
+            raise
+        await import_store.complete(state.pool, unit_id, import_id)
+        return _accepted(
+            imported=len(spool),
+            errors=upload.errors,
+            import_id=import_id,
+            error_rows=upload.error_rows,
+            ignored_columns=ignored_columns,
+        )
+
+
+async def _publish(state: GatewayState, spool: EventSpool, *, rewrite_skip: bool | None) -> None:
+    """Publish the spooled events in batches, each acknowledged before the next is sent.
+
+    ``rewrite_skip`` is set when a skip_triggers form field came after the file, so that
+    the events were spooled with the flag as it was before.
+    """
+    for batch in spool.batches():
+        if rewrite_skip is not None:
+            batch = [
+                (
+                    key,
+                    encode(
+                        msgspec.structs.replace(
+                            decode(value, LeadEvent), skip_triggers=rewrite_skip
+                        )
+                    ),
+                )
+                for key, value in batch
+            ]
+        await publish(state.producer, state.settings.topics.events, batch)
+
+
+async def get_import(request: Request) -> JSON:
+    """GET /imports/{import_id}: the import's counts, every kept error row, and progress."""
+    principal = await require_principal(request)
+    import_id = request.path_params["import_id"]
+    record = await import_store.find(state_of(request).pool, principal.unit_id, import_id)
+    if record is None:
+        raise NotFound(f"There is no import {shown(import_id)} in your active unit.")
+    return JSON(
+        {
+            "import_id": record.import_id,
+            "status": record.status,
+            "skip_triggers": record.skip_triggers,
+            "rows": record.imported + record.errors,
+            "imported": record.imported,
+            "errors": record.errors,
+            "error_rows": record.error_rows,
+            "ignored_columns": record.ignored_columns,
+            "applied": record.applied,
+            "last_applied_at": record.last_applied_at,
+            "created_at": record.created_at,
+            "completed_at": record.completed_at,
+            "failure": record.failure,
+        }
+    )
+
+
+ROUTES: list[Route] = [
+    Route("/import", post_import, methods=["POST"]),
+    Route("/imports/{import_id}", get_import, methods=["GET"]),
+]

@@ -1,0 +1,150 @@
+"""POST /ingest: live events as JSON, through the validation and the topic imports use.
+
+The body is one event, or ``{"events": [...]}`` with up to 1,000. An event is
+``{"lead_id"?, "aliases"?: [{"kind", "value"}], "event_type", "timestamp"?, "metadata"?}``,
+checked by :func:`ingest_gateway.events.check_event` as a CSV row is. A request is taken
+whole or not at all: one invalid event answers 400 listing every invalid one, and nothing
+is published.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+from starlette.requests import Request
+from starlette.routing import Route
+
+from ingest_gateway.auth import require_principal
+from ingest_gateway.bodies import read_json
+from ingest_gateway.errors import BadRequest, PayloadTooLarge
+from ingest_gateway.events import CheckedEvent, check_event, shown
+from ingest_gateway.idempotency import idempotency_key, ingest_event_ids
+from ingest_gateway.publishing import publish
+from ingest_gateway.responses import JSON
+from ingest_gateway.state import state_of
+from schemas import ALIAS_KINDS, AliasKind, LeadEvent, encode
+from schemas.aliases import partition_key
+
+EVENTS_LIMIT: Final = 1000
+"""Events in one request."""
+METADATA_LIMIT: Final = 100 * 1024
+"""Bytes of one event's metadata, encoded as JSON."""
+BODY_LIMIT: Final = 10 * 1024 * 1024
+"""Bytes of the request body."""
+
+_KINDS: Final = ", ".join(ALIAS_KINDS)
+
+
+def _events_of(body: Any) -> list[Any]:
+    if not (isinstance(body, dict) and "events" in body):
+        return [body]
+    events = body["events"]
+    if not isinstance(events, list) or not events:
+        raise BadRequest(f"events: a list of 1 to {EVENTS_LIMIT} events.", code="invalid_events")
+    if len(events) > EVENTS_LIMIT:
+        raise PayloadTooLarge(
+            f"events: {len(events)} events; send at most {EVENTS_LIMIT} per request.",
+            code="too_many_events",
+        )
+    return events
+
+
+def _aliases(raw: Any) -> list[tuple[AliasKind, str]] | str:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        return 'aliases: must be a list of {"kind": ..., "value": ...}'
+    aliases: list[tuple[AliasKind, str]] = []
+    for index, alias in enumerate(raw):
+        if not isinstance(alias, dict):
+            return f'aliases[{index}]: must be an object {{"kind": ..., "value": ...}}'
+        kind, value = alias.get("kind"), alias.get("value")
+        if kind not in ALIAS_KINDS:
+            return f"aliases[{index}].kind: must be one of {_KINDS}; got {shown(str(kind))}"
+        if not isinstance(value, str):
+            return f"aliases[{index}].value: must be a string"
+        aliases.append((kind, value))
+    return aliases
+
+
+def _check(
+    item: Any, index: int, default_time: datetime
+) -> tuple[CheckedEvent, dict[str, Any]] | str:
+    """The event and its metadata, or why it is invalid; 413 if its metadata is too large."""
+    if not isinstance(item, dict):
+        return "an event must be a JSON object"
+    for name in ("lead_id", "event_type", "timestamp"):
+        if item.get(name) is not None and not isinstance(item[name], str):
+            return f"{name}: must be a string"
+    aliases = _aliases(item.get("aliases"))
+    if isinstance(aliases, str):
+        return aliases
+    metadata = item.get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif not isinstance(metadata, dict):
+        return "metadata: must be a JSON object"
+    elif (size := len(msgspec.json.encode(metadata))) > METADATA_LIMIT:
+        raise PayloadTooLarge(
+            f"events[{index}].metadata: {size} bytes, over the limit of 100 KB "
+            f"({METADATA_LIMIT} bytes).",
+            code="metadata_too_large",
+        )
+    checked = check_event(
+        item.get("lead_id") or "",
+        aliases,
+        item.get("event_type") or "",
+        item.get("timestamp") or "",
+        default_time=default_time,
+    )
+    if isinstance(checked, str):
+        return checked
+    return checked, metadata
+
+
+async def post_ingest(request: Request) -> JSON:
+    """POST /ingest: publish the events (source "api"); 202 with their ids, in order."""
+    principal = await require_principal(request)
+    state = state_of(request)
+    key = idempotency_key(request)
+    items = _events_of(await read_json(request, limit=BODY_LIMIT))
+    received_at = datetime.now(UTC)
+    valid: list[tuple[CheckedEvent, dict[str, Any]]] = []
+    invalid: list[dict[str, object]] = []
+    for index, item in enumerate(items):
+        result = _check(item, index, received_at)
+        if isinstance(result, str):
+            invalid.append({"index": index, "error": result})
+        else:
+            valid.append(result)
+    if invalid:
+        first = invalid[0]
+        raise BadRequest(
+            f"{len(invalid)} of {len(items)} events are invalid, so none was accepted; "
+            f"events[{first['index']}]: {first['error']}.",
+            code="invalid_events",
+            errors=invalid,
+        )
+    event_ids = ingest_event_ids(principal.unit_id, key, len(valid))
+    records = []
+    for event_id, (checked, metadata) in zip(event_ids, valid, strict=True):
+        event = LeadEvent(
+            event_id=event_id,
+            unit_id=principal.unit_id,
+            lead_id=checked.lead_id,
+            aliases=checked.aliases,
+            event_type=checked.event_type,
+            timestamp=checked.timestamp,
+            source="api",
+            metadata=metadata,
+        )
+        records.append(
+            (partition_key(principal.unit_id, event.lead_id, event.aliases), encode(event))
+        )
+    await publish(state.producer, state.settings.topics.events, records)
+    return JSON({"accepted": len(records), "event_ids": event_ids}, status_code=202)
+
+
+ROUTES: list[Route] = [Route("/ingest", post_ingest, methods=["POST"])]

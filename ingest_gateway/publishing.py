@@ -1,0 +1,115 @@
+"""The gateway's way to Kafka: it starts while Kafka is down, and never hangs on it.
+
+The producer is the one ``leadvibe.producing.open_producer`` makes (acks=all, idempotent),
+but it is started on demand: when Kafka does not answer as the gateway starts, the gateway
+starts anyway and each publish tries again. Every wait for Kafka is bounded; past the
+bound the client gets 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Final
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from ingest_gateway.errors import ServiceUnavailable
+from leadvibe.producing import publish_batched
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT: Final = 5.0
+"""Seconds to reach Kafka (bootstrap and metadata) before answering 503."""
+PUBLISH_TIMEOUT: Final = 20.0
+"""Seconds Kafka may take to acknowledge one batch of records before the answer is 503."""
+RETRY_AFTER: Final = 5
+"""Seconds a client is asked to wait before retrying after a 503."""
+
+
+class GatewayProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """An idempotent, acks=all producer that connects on first use."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        # The options of leadvibe.producing.open_producer; a request that Kafka does not
+        # answer fails within the publish deadline instead of aiokafka's default 40 s.
+        super().__init__(
+            bootstrap_servers=bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=512 * 1024,
+            compression_type=None,
+            request_timeout_ms=int(PUBLISH_TIMEOUT * 1000),
+        )
+        self._started = False
+        self._starting = asyncio.Lock()
+
+    async def ensure_started(self) -> None:
+        """Start the producer unless it is; raises KafkaError or OSError if Kafka is down."""
+        if self._started:
+            return
+        async with self._starting:
+            if not self._started:
+                await self.start()
+                self._started = True
+
+
+@asynccontextmanager
+async def open_gateway_producer(bootstrap_servers: str) -> AsyncIterator[GatewayProducer]:
+    """The gateway's producer: connected now if Kafka answers, else on the first publish."""
+    producer = GatewayProducer(bootstrap_servers)
+    try:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await producer.ensure_started()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning(
+                "Kafka at %s does not answer (%s); publishing answers 503 until it does",
+                bootstrap_servers,
+                exc,
+            )
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def ensure_reachable(producer: AIOKafkaProducer) -> None:
+    """Return once the producer is connected; 503 if Kafka does not answer in time."""
+    if not isinstance(producer, GatewayProducer):
+        return  # a producer opened elsewhere is started already
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await producer.ensure_started()
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.warning("Kafka is unreachable: %s", exc)
+        raise ServiceUnavailable(
+            "The event log (Kafka) cannot be reached, so nothing was accepted. "
+            f"Send the same request again in {RETRY_AFTER} seconds.",
+            retry_after=RETRY_AFTER,
+        ) from None
+
+
+async def publish(
+    producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes, bytes]]
+) -> None:
+    """Publish the records and wait until Kafka acknowledged every one; 503 past the deadline.
+
+    After a 503 some of the records may have been published: a retry that gives its events
+    the same ids (same Idempotency-Key) is counted once.
+    """
+    await ensure_reachable(producer)
+    try:
+        async with asyncio.timeout(PUBLISH_TIMEOUT):
+            await publish_batched(producer, topic, records)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.warning("publishing %d records to %s failed: %r", len(records), topic, exc)
+        raise ServiceUnavailable(
+            "The event log (Kafka) did not acknowledge every event in time; some may have "
+            "been published. Send the same request again with the same Idempotency-Key "
+            f"in {RETRY_AFTER} seconds: events already published are not counted twice.",
+            retry_after=RETRY_AFTER,
+        ) from None
