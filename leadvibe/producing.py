@@ -46,6 +46,12 @@ async def publish_all(
     return len(pending)
 
 
+# The partition of recently seen keys: aiokafka's murmur2 is pure Python, and costs more
+# than everything else a record needs; keys (a lead) recur from batch to batch.
+_partition_cache: dict[tuple[str, int], dict[bytes, int]] = {}
+_PARTITION_CACHE_SIZE = 500_000
+
+
 async def publish_batched(
     producer: AIOKafkaProducer, topic: str, records: Iterable[tuple[bytes | None, bytes]]
 ) -> int:
@@ -57,11 +63,18 @@ async def publish_batched(
     """
     partitions = sorted(await producer.partitions_for(topic))
     partition_of = DefaultPartitioner()
+    known = _partition_cache.setdefault((topic, len(partitions)), {})
+    if len(known) > _PARTITION_CACHE_SIZE:
+        known.clear()
     batches: dict[int, Any] = {}
     pending = []
     count = 0
     for key, value in records:
-        partition = partition_of(key, partitions, partitions)
+        partition = known.get(key) if key is not None else None
+        if partition is None:
+            partition = partition_of(key, partitions, partitions)
+            if key is not None:
+                known[key] = partition
         batch = batches.get(partition)
         if batch is None:
             batch = batches[partition] = producer.create_batch()

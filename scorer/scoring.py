@@ -50,9 +50,11 @@ ZERO = Score(0)
 
 @dataclass(frozen=True)
 class RuleBook:
-    """Rulesets indexed by (unit, event type), so scoring an event is one dict lookup."""
+    """Rulesets indexed by (unit, event type), so scoring an event is a dict lookup or two."""
 
-    _rules: dict[tuple[str, str], tuple[_Rule, ...]] = field(default_factory=dict)
+    _fixed: dict[tuple[str, str], Score] = field(default_factory=dict)
+    """The score of the (unit, event type)s whose rulesets have no dates: one per key."""
+    _dated: dict[tuple[str, str], tuple[_Rule, ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, rulesets: Iterable[Ruleset]) -> RuleBook:
@@ -60,12 +62,24 @@ class RuleBook:
         for ruleset in sorted(rulesets, key=lambda r: r.ruleset_id):
             for event_type, points in ruleset.points.items():
                 rules.setdefault((ruleset.unit_id, event_type), []).append(_Rule(ruleset, points))
-        return cls({key: tuple(found) for key, found in rules.items()})
+        fixed: dict[tuple[str, str], Score] = {}
+        dated: dict[tuple[str, str], tuple[_Rule, ...]] = {}
+        for key, found in rules.items():
+            if any(r.ruleset.starts_at or r.ruleset.ends_at for r in found):
+                dated[key] = tuple(found)
+            else:
+                by_ruleset = tuple((r.ruleset.ruleset_id, r.points) for r in found)
+                fixed[key] = Score(sum(p for _, p in by_ruleset), by_ruleset)
+        return cls(fixed, dated)
 
     def score(self, unit_id: str, event_type: str, timestamp: datetime) -> Score:
         """The points of an event of ``event_type`` at ``timestamp`` in ``unit_id``."""
-        rules = self._rules.get((unit_id, event_type))
-        if not rules:
+        key = (unit_id, event_type)
+        fixed = self._fixed.get(key)
+        if fixed is not None:
+            return fixed
+        rules = self._dated.get(key)
+        if rules is None:
             return ZERO
         by_ruleset = tuple(
             (rule.ruleset.ruleset_id, rule.points)

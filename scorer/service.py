@@ -141,7 +141,7 @@ async def apply(
         raise LostRace("an alias was claimed by another scorer")
     totals = await store.add_to_leads(conn, list(changes.lead_deltas.values()))
     rows, scored = changes.finish(totals)
-    if await store.insert_events(conn, rows) < len(rows):
+    if not await store.insert_events(conn, rows):
         raise LostRace("an event was applied by another scorer")
     await store.add_to_ruleset_scores(
         conn, [(*key, points) for key, points in changes.ruleset_deltas.items()]

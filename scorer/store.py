@@ -13,6 +13,8 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import asyncpg
+
 from leadvibe.db import Connection
 from scorer.resolution import AliasKey
 from scorer.scoring import Ruleset
@@ -159,29 +161,23 @@ async def claim_aliases(conn: Connection, claims: Sequence[AliasClaim]) -> int:
     return _count(status)
 
 
-async def insert_events(conn: Connection, rows: Sequence[EventRow]) -> int:
-    """Insert events not applied yet; return how many were inserted.
+_EVENT_COLUMNS = EventRow._fields
 
-    Fewer than ``len(rows)`` means another scorer applied one of them since it was read.
+
+async def insert_events(conn: Connection, rows: Sequence[EventRow]) -> bool:
+    """Insert events not applied yet (binary COPY, the fastest way in); False if one was.
+
+    The caller read which events were applied already; False means another scorer
+    applied one of them since (the primary key refused it), and nothing was inserted.
+    Call it inside a savepoint: the failed COPY aborts the transaction up to there.
     """
     if not rows:
-        return 0
-    status = await conn.execute(
-        """INSERT INTO events (unit_id, event_id, lead_id, event_type, occurred_at, source,
-                               skip_triggers, import_id, import_row, points, score_after,
-                               metadata)
-           SELECT unit_id, event_id, lead_id, event_type, occurred_at, source,
-                  skip_triggers, import_id, import_row, points, score_after, metadata::jsonb
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                       $6::text[], $7::bool[], $8::text[], $9::int[], $10::bigint[],
-                       $11::bigint[], $12::text[])
-                AS n (unit_id, event_id, lead_id, event_type, occurred_at, source,
-                      skip_triggers, import_id, import_row, points, score_after, metadata)
-           ORDER BY unit_id, event_id
-           ON CONFLICT DO NOTHING""",
-        *_columns(rows, 12),
-    )
-    return _count(status)
+        return True
+    try:
+        await conn.copy_records_to_table("events", records=rows, columns=_EVENT_COLUMNS)
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
 
 
 async def add_to_leads(
@@ -205,7 +201,7 @@ async def add_to_leads(
            RETURNING unit_id, lead_id, score, xmax = 0 AS created""",
         *_columns(deltas, 6),
     )
-    return {(r["unit_id"], r["lead_id"]): LeadTotal(r["score"], r["created"]) for r in rows}
+    return {(r[0], r[1]): LeadTotal(r[2], r[3]) for r in rows}
 
 
 async def add_to_ruleset_scores(
