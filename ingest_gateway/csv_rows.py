@@ -159,10 +159,10 @@ class CsvRecords:
         """The rejection of ``data`` (which starts at byte ``data_offset`` of the file)."""
         offset = data_offset + position
         line = self._lines + data.count(b"\n", 0, position)
-        byte = f"0x{data[position]:02X}" if position < len(data) else "a cut-off character"
+        what = f"byte 0x{data[position]:02X}" if position < len(data) else "a cut-off character"
         return FileRejected(
             "not_utf8",
-            f"The file is not UTF-8 text: {byte} at byte {offset} (line {line}). "
+            f"The file is not UTF-8 text: {what} at offset {offset} (line {line}). "
             "Save it as 'CSV UTF-8' and upload it again.",
         )
 

@@ -1,0 +1,36 @@
+"""The spool gives back every record, in order, in batches, from memory or from disk."""
+
+from __future__ import annotations
+
+from ingest_gateway.spool import EventSpool
+
+
+def test_records_come_back_in_order_in_batches() -> None:
+    with EventSpool(batch_size=3) as spool:
+        for i in range(8):
+            spool.add(f"k{i}".encode(), f"v{i}".encode())
+        assert len(spool) == 8
+        batches = list(spool.batches())
+    assert [len(b) for b in batches] == [3, 3, 2]
+    assert [r for b in batches for r in b] == [
+        (f"k{i}".encode(), f"v{i}".encode()) for i in range(8)
+    ]
+
+
+def test_a_small_spool_never_touches_the_disk() -> None:
+    with EventSpool(batch_size=10) as spool:
+        spool.add(b"k", b"v")
+        assert spool._file is None
+        assert list(spool.batches()) == [[(b"k", b"v")]]
+
+
+def test_batches_can_be_read_twice_and_close_removes_the_file() -> None:
+    spool = EventSpool(batch_size=2)
+    for i in range(5):
+        spool.add(b"k", bytes([i]))
+    first = list(spool.batches())
+    assert list(spool.batches()) == first
+    file = spool._file
+    spool.close()
+    assert file is not None and file.closed
+    assert list(spool.batches()) == []
