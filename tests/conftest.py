@@ -173,7 +173,7 @@ async def scorer(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
 
 
 TEST_DELIVERY_POLICY = DeliveryPolicy(
-    timeout=2.0, backoff_base=0.1, backoff_max=0.5, max_attempts=5, idle_poll=0.2, lease_margin=2.0
+    timeout=2.0, backoff_base=0.1, backoff_max=0.5, max_attempts=5, idle_poll=0.2
 )
 """Webhook retries in tenths of a second, so that tests of retries take no time."""
 

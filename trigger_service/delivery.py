@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,12 +70,11 @@ class DeliveryPolicy:
     """Attempts in flight at once for one trigger, so one slow receiver cannot take all."""
     idle_poll: float = 2.0
     """Longest sleep between looks at the queue when nothing wakes the worker."""
-    lease_margin: float = field(default=20.0)
-    """Seconds beyond ``timeout`` before a claimed firing is due again if never recorded."""
 
     @property
     def lease(self) -> float:
-        return self.timeout + self.lease_margin
+        """Seconds a claim lasts: a claimed firing never recorded is due again after this."""
+        return 2 * self.timeout + 1
 
     def retry_delay(self, attempt: int, jitter: float = 0.0) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (from 1).
@@ -240,24 +239,33 @@ class Deliverer:
             await self._abandon()
 
     async def _step(self, stop: asyncio.Event) -> None:
+        """Claim what is due and start it; then sleep until woken or something comes due."""
         self._wake.clear()
         room = self.policy.concurrency - len(self._running)
-        in_flight = Counter(d.firing.trigger_id for d in self._running.values())
-        claimed = await self._claim(room, in_flight) if room > 0 else 0
-        if 0 < room == claimed:
+        if room > 0 and await self._claim(room) == room:
             return  # there may be more due: claim again at once
-        full = [t for t, n in in_flight.items() if n >= self.policy.per_trigger]
-        until_due = await self._seconds_until_due(full) if room > claimed else None
-        timeout = self.policy.idle_poll if until_due is None else until_due
-        await _wait_any([self._wake, stop], min(max(timeout, 0.02), self.policy.idle_poll))
+        timeout = self.policy.idle_poll
+        if len(self._running) < self.policy.concurrency:
+            until_due = await self._seconds_until_due(self._full_triggers())
+            if until_due is not None:
+                # Due now yet not claimed: another instance holds it; look again shortly.
+                timeout = min(max(until_due, 0.05), timeout)
+        await _wait_any([self._wake, stop], timeout)
 
-    async def _claim(self, room: int, in_flight: Mapping[str, int]) -> int:
+    def _in_flight(self) -> Counter[str]:
+        return Counter(d.firing.trigger_id for d in self._running.values())
+
+    def _full_triggers(self) -> list[str]:
+        """Triggers with every one of their delivery slots taken."""
+        return [t for t, n in self._in_flight().items() if n >= self.policy.per_trigger]
+
+    async def _claim(self, room: int) -> int:
         async with self.pool.acquire() as conn:
             deliveries = await store.claim_due(
                 conn,
                 limit=room,
                 per_trigger=self.policy.per_trigger,
-                in_flight=in_flight,
+                in_flight=self._in_flight(),
                 lease_seconds=self.policy.lease,
             )
         for delivery in deliveries:

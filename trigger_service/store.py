@@ -159,23 +159,33 @@ async def claim_due(
     attempt, the firing comes due again then.
     """
     rows = await conn.fetch(
-        f"""WITH ranked AS (
-                SELECT firing_id, trigger_id, row_number() OVER (
-                           PARTITION BY trigger_id ORDER BY next_attempt_at, firing_id) AS n
-                FROM trigger_firings
-                WHERE delivery_status = 'pending' AND next_attempt_at <= now()
-            ), busy AS (
+        f"""WITH busy AS (
                 SELECT * FROM unnest($3::text[], $4::int[]) AS b (trigger_id, running)
+            ), due AS (
+                -- The oldest due firings of the triggers with a free slot: bounded work
+                -- however long the queue; a trigger that fills up is left out next time.
+                SELECT firing_id, trigger_id, next_attempt_at
+                FROM trigger_firings f
+                WHERE delivery_status = 'pending' AND next_attempt_at <= now()
+                  AND NOT EXISTS (SELECT 1 FROM busy b
+                                  WHERE b.trigger_id = f.trigger_id AND b.running >= $2)
+                ORDER BY next_attempt_at
+                LIMIT $6
+            ), candidates AS (
+                SELECT d.firing_id
+                FROM (SELECT *, row_number() OVER (PARTITION BY trigger_id
+                                                   ORDER BY next_attempt_at, firing_id) AS n
+                      FROM due) AS d
+                LEFT JOIN busy b ON b.trigger_id = d.trigger_id
+                WHERE d.n <= $2 - coalesce(b.running, 0)
+                ORDER BY d.next_attempt_at, d.firing_id
+                LIMIT $1
             ), picked AS (
                 SELECT f.firing_id
                 FROM trigger_firings f
-                JOIN ranked r ON r.firing_id = f.firing_id
-                LEFT JOIN busy b ON b.trigger_id = r.trigger_id
-                WHERE r.n <= $2 - coalesce(b.running, 0)
+                WHERE f.firing_id = ANY(ARRAY(SELECT firing_id FROM candidates))
                   AND f.delivery_status = 'pending' AND f.next_attempt_at <= now()
-                ORDER BY f.next_attempt_at, f.firing_id
-                LIMIT $1
-                FOR UPDATE OF f SKIP LOCKED
+                FOR UPDATE SKIP LOCKED
             )
             UPDATE trigger_firings f
             SET next_attempt_at = now() + make_interval(secs => $5)
@@ -188,6 +198,7 @@ async def claim_due(
         list(in_flight),
         list(in_flight.values()),
         lease_seconds,
+        max(1000, 20 * limit),
     )
     return [Delivery(_firing(r), r["attempt"], r["webhook_url"]) for r in rows]
 
