@@ -89,6 +89,12 @@ Suites: $SUITE-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
+  # The image trusts what this machine trusts: CA certificates added locally (a TLS-inspecting
+  # proxy's, say) reach the image's bundle when a build installs ca-certificates, so builds on
+  # it fetch from PyPI the way the host does.
+  if [ -d /usr/local/share/ca-certificates ]; then
+    cp -R /usr/local/share/ca-certificates/. "$rootfs/usr/local/share/ca-certificates/"
+  fi
   printf '#!/bin/sh\nexit 101\n' > "$rootfs/usr/sbin/policy-rc.d"
   chmod +x "$rootfs/usr/sbin/policy-rc.d"
   cat > "$rootfs/etc/apt/apt.conf.d/docker-clean" <<'EOF'
@@ -149,6 +155,8 @@ build() {
   timed "$BASE_TAG" build_base
   timed "$POSTGRES_TAG" build_image "$POSTGRES_TAG" "$ROOT/docker/postgres"
   timed "$KAFKA_TAG" build_kafka
+  # The images the rebuilds replaced, now untagged.
+  docker image prune -f --filter "label=$RECIPE_LABEL" > /dev/null
 }
 
 env_exports() {  # values already set in the environment are kept
