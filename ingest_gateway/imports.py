@@ -216,25 +216,23 @@ async def post_import(request: Request) -> JSON:
 
 
 async def _publish(state: GatewayState, spool: EventSpool, *, rewrite_skip: bool | None) -> None:
-    """Publish the spooled events in batches, each acknowledged before the next is sent.
+    """Publish the spooled events, in order, as one stream of record batches.
 
     ``rewrite_skip`` is set when a skip_triggers form field came after the file, so that
     the events were spooled with the flag as it was before.
     """
-    for batch in spool.batches():
-        if rewrite_skip is not None:
-            batch = [
-                (
-                    key,
-                    encode(
-                        msgspec.structs.replace(
-                            decode(value, LeadEvent), skip_triggers=rewrite_skip
-                        )
-                    ),
-                )
-                for key, value in batch
-            ]
-        await publish(state.producer, state.settings.topics.events, batch)
+    records = (record for batch in spool.batches() for record in batch)
+    if rewrite_skip is not None:
+        records = (
+            (
+                key,
+                encode(
+                    msgspec.structs.replace(decode(value, LeadEvent), skip_triggers=rewrite_skip)
+                ),
+            )
+            for key, value in records
+        )
+    await publish(state.producer, state.settings.topics.events, records)
 
 
 async def get_import(request: Request) -> JSON:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -24,8 +24,12 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT: Final = 5.0
 """Seconds to reach Kafka (bootstrap and metadata) before answering 503."""
-PUBLISH_TIMEOUT: Final = 20.0
-"""Seconds Kafka may take to acknowledge one batch of records before the answer is 503."""
+PUBLISH_TIMEOUT: Final = 30.0
+"""Seconds one request's records may take to be acknowledged before the answer is 503.
+
+A 10 MB import takes a few seconds; aiokafka's own request timeout is this too, so that
+a broker that stops answering fails the records within the bound.
+"""
 RETRY_AFTER: Final = 5
 """Seconds a client is asked to wait before retrying after a 503."""
 
@@ -94,9 +98,12 @@ async def ensure_reachable(producer: AIOKafkaProducer) -> None:
 
 
 async def publish(
-    producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes, bytes]]
+    producer: AIOKafkaProducer, topic: str, records: Iterable[tuple[bytes, bytes]]
 ) -> None:
     """Publish the records and wait until Kafka acknowledged every one; 503 past the deadline.
+
+    ``records`` may be a generator: aiokafka holds at most one unsent batch per partition,
+    so memory stays bounded however many records there are, and sending overlaps reading.
 
     After a 503 some of the records may have been published: a retry that gives its events
     the same ids (same Idempotency-Key) is counted once.
@@ -106,7 +113,7 @@ async def publish(
         async with asyncio.timeout(PUBLISH_TIMEOUT):
             await publish_batched(producer, topic, records)
     except (KafkaError, OSError, TimeoutError) as exc:
-        log.warning("publishing %d records to %s failed: %r", len(records), topic, exc)
+        log.warning("publishing to %s failed: %r", topic, exc)
         raise ServiceUnavailable(
             "The event log (Kafka) did not acknowledge every event in time; some may have "
             "been published. Send the same request again with the same Idempotency-Key "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta, timezone
+import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from ingest_gateway.csv_rows import (
     RowError,
     column_name,
 )
+from ingest_gateway.events import IDENTITY_REQUIRED
 from schemas import Alias, LeadEvent
 
 RECEIVED = datetime(2025, 8, 1, 12, 0, tzinfo=UTC)
@@ -306,7 +308,8 @@ def test_crlf_split_between_chunks_is_one_line_end() -> None:
 
 def test_quoted_fields_hold_commas_quotes_and_line_breaks() -> None:
     out = parse(
-        b'lead_id,event_type,notes\n"ld,1","say ""hi""","two\nlines"\n"ld_2",open,"a\r\nb"\nld_3,x,\n'
+        b'lead_id,event_type,notes\n"ld,1","say ""hi""","two\nlines"\n'
+        b'"ld_2",open,"a\r\nb"\nld_3,x,\n'
     )
     assert summary(out) == [(2, "ld,1"), (3, "ld_2"), (4, "ld_3")]
     assert isinstance(out[0], LeadEvent)
@@ -320,7 +323,7 @@ def test_a_multiline_record_is_one_row_and_later_rows_keep_spreadsheet_numbers()
         (3, "ld_2"),
         (
             4,
-            "lead_id or an alias (external_id, email, phone, cookie, social): at least one is required",
+            IDENTITY_REQUIRED,
         ),
     ]
 
@@ -386,7 +389,7 @@ def test_bad_rows_are_counted_with_their_reason_and_do_not_stop_the_others() -> 
         (2, "ld_1"),
         (
             3,
-            "lead_id or an alias (external_id, email, phone, cookie, social): at least one is required",
+            IDENTITY_REQUIRED,
         ),
         (4, "event_type: required"),
         (5, "timestamp: not RFC 3339: '2025-13-01'"),
@@ -409,7 +412,7 @@ def test_timestamps_are_normalised_to_utc_and_default_to_the_import_time() -> No
         RECEIVED,
     ]
     assert all(t.utcoffset() == timedelta(0) for t in times)
-    assert times[0].tzinfo in (UTC, timezone.utc)
+    assert times[0].tzinfo is UTC
 
 
 def test_values_are_trimmed_and_an_empty_lead_id_counts_as_absent() -> None:
@@ -460,7 +463,7 @@ def test_chunked_parsing_equals_parsing_the_whole_text(
     csv.writer(text, lineterminator=newline).writerows(rows)
     data = ("\ufeff" if bom else "").encode() + text.getvalue().encode()
     bounds = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
-    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
 
     # Every line end, inside quotes too, reads as "\n"; then a one-shot csv parse is the oracle.
     whole = text.getvalue().replace("\r\n", "\n").replace("\r", "\n")

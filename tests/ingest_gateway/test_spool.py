@@ -32,5 +32,6 @@ def test_batches_can_be_read_twice_and_close_removes_the_file() -> None:
     assert list(spool.batches()) == first
     file = spool._file
     spool.close()
-    assert file is not None and file.closed
+    assert file is not None
+    assert file.closed
     assert list(spool.batches()) == []
