@@ -56,10 +56,10 @@ Record = tuple[int, "list[str] | str"]
 class CsvRecords:
     """CSV bytes fed in chunks → the complete records among them, numbered as rows.
 
-    The csv module (C) parses; it is only ever handed text that ends where a record ends,
-    found by counting quotes: a line end closes a record when the quotes before it are
-    even in number (a doubled quote counts two). A stray quote inside an unquoted field
-    only delays parsing until the quotes are even again, or the file ends.
+    The csv module (C, strict) parses every complete line as it arrives. When a chunk
+    ends inside a quoted field, the reader reports the end of its input there, and the
+    lines of that unfinished record wait for the next chunk; a quote never closed ends in
+    the csv module's field size limit (a row error), so what waits stays small.
     """
 
     def __init__(self) -> None:
@@ -67,8 +67,6 @@ class CsvRecords:
         self._first = True  # no text decoded yet: a byte-order mark may come
         self._cr = False  # the last chunk ended in "\r", maybe the first half of "\r\n"
         self._text = ""  # decoded text not parsed yet; it starts where a record starts
-        self._scanned = 0  # _text[:_scanned] has been searched for quotes and line ends
-        self._odd = 0  # 1 when _text[:_scanned] holds an odd number of quotes
         self._bytes = 0  # bytes decoded so far, for error messages
         self._lines = 1  # the line the text decoded so far ends on, for error messages
         self.rows = 0
@@ -116,44 +114,34 @@ class CsvRecords:
 
     def _parse(self, text: str, *, final: bool) -> list[Record]:
         buf = self._text + text
-        cut = len(buf) if final else self._record_end(buf)
-        self._text = buf[cut:]
-        if not cut:
+        end = len(buf) if final else buf.rfind("\n") + 1
+        self._text = buf[end:]  # a line not ended yet
+        if not end:
             return []
+        lines = buf[:end]
+        reader = csv.reader(io.StringIO(lines, newline="\n"), strict=True)
         records: list[Record] = []
-        reader = csv.reader(io.StringIO(buf[:cut], newline="\n"), strict=True)
         row = self.rows
+        done = 0  # lines of the records read so far
         while True:
             try:
                 for fields in reader:
                     row += 1
                     records.append((row, fields))
+                    done = reader.line_num
                 break
-            except csv.Error as exc:  # the reader goes on with the next line
-                row += 1
+            except csv.Error as exc:
+                if not final and str(exc) == "unexpected end of data":
+                    # The last record goes on in the next chunk: its lines wait for it.
+                    self._text = (
+                        lines[_start_of_last(lines, lines.count("\n") - done) :] + self._text
+                    )
+                    break
+                row += 1  # the reader goes on with the next line
                 records.append((row, _csv_problem(exc)))
+                done = reader.line_num
         self.rows = row
         return records
-
-    def _record_end(self, buf: str) -> int:
-        """Where the complete records of ``buf`` end: just after a line end, or 0."""
-        start, odd, cut = self._scanned, self._odd, 0
-        end = buf.rfind("\n", start) + 1
-        if end:
-            if not odd ^ (buf.count('"', start, end) & 1):
-                cut, odd = end, 0  # the usual case: the last line end closes a record
-            else:  # a quoted field is open at the last line end: find the last one closed
-                pos = start
-                while (line_end := buf.find("\n", pos, end)) >= 0:
-                    odd ^= buf.count('"', pos, line_end) & 1
-                    if not odd:
-                        cut = line_end + 1
-                    pos = line_end + 1
-            start = end
-        odd ^= buf.count('"', start) & 1
-        # The quotes before ``cut`` are even, so parity counted from ``cut`` is the same.
-        self._scanned, self._odd = len(buf) - cut, odd
-        return cut
 
     def _not_utf8(self, data: bytes, position: int, data_offset: int) -> FileRejected:
         """The rejection of ``data`` (which starts at byte ``data_offset`` of the file)."""
@@ -165,6 +153,14 @@ class CsvRecords:
             f"The file is not UTF-8 text: {what} at offset {offset} (line {line}). "
             "Save it as 'CSV UTF-8' and upload it again.",
         )
+
+
+def _start_of_last(text: str, lines: int) -> int:
+    """Where the last ``lines`` lines of ``text`` (which ends with a line end) start."""
+    start = len(text)
+    for _ in range(lines):
+        start = text.rfind("\n", 0, start - 1) + 1
+    return start
 
 
 def _csv_problem(exc: csv.Error) -> str:

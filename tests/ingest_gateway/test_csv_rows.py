@@ -470,3 +470,33 @@ def test_chunked_parsing_equals_parsing_the_whole_text(
     expected = list(csv.reader(io.StringIO(whole, newline="\n"), strict=True))
     assert records(chunks) == list(enumerate(expected, start=1))
     assert [fields for _, fields in records([data])] == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from(["a", "é", ",", '"', "\n", "\r", " "]), max_size=60),
+    st.lists(st.integers(min_value=0, max_value=100), max_size=8),
+)
+def test_any_text_however_chunked_reads_as_in_one_piece(text: str, cuts: list[int]) -> None:
+    """Stray and unclosed quotes included: chunk boundaries never change what is read."""
+    data = text.encode()
+    bounds = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
+    chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
+    assert records(chunks) == records([data])
+
+
+def test_an_unclosed_quote_is_one_row_error_and_reading_goes_on() -> None:
+    """The csv module's field size limit ends it; what waits for a closing quote stays small."""
+    line = b"ld_1,page_view,2025-06-15T10:30:00Z\n"
+    data = b'lead_id,event_type,timestamp\nld_0,"open\n' + line * 20_000
+    reader = CsvRecords()
+    out: list[Record] = []
+    for i in range(0, len(data), 65536):
+        out += reader.feed(data[i : i + 65536])
+        assert len(reader._text) < 2 * csv.field_size_limit()
+    out += reader.close()
+    errors = [r for r in out if isinstance(r[1], str)]
+    assert errors == [
+        (2, f"not valid CSV: a field over {csv.field_size_limit()} characters (an unclosed quote?)")
+    ]
+    assert out[-1] == (len(out), ["ld_1", "page_view", "2025-06-15T10:30:00Z"])
