@@ -4,6 +4,7 @@
 #                              no engine answers, wait until it does
 #   docker/engine.sh compose   as `up`, and install docker-compose if no compose command exists
 #   docker/engine.sh down      stop the dockerd started here (an engine started otherwise stays)
+#   docker/engine.sh install PACKAGE...   install Debian packages (root), lists refreshed if stale
 # An engine that already answers (Docker Desktop, a system service, DOCKER_HOST) is used as is.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
@@ -15,7 +16,7 @@ answers() { docker info > /dev/null 2>&1; }
 
 apt_install() {
   if [ "$(id -u)" != 0 ]; then
-    echo "docker: '$*' is not installed and installing it needs root; install it, or run as root" >&2
+    echo "docker: $* not installed, and installing needs root: install it, or run as root" >&2
     exit 1
   fi
   echo "docker: installing $* from Debian's packages"
@@ -72,5 +73,6 @@ case "${1:-}" in
   up) up ;;
   compose) compose ;;
   down) down ;;
-  *) echo "usage: $0 up|compose|down" >&2; exit 2 ;;
+  install) shift; apt_install "$@" ;;
+  *) echo "usage: $0 up|compose|down|install PACKAGE..." >&2; exit 2 ;;
 esac

@@ -61,10 +61,7 @@ build_base() {
   local security="${DEBIAN_SECURITY_MIRROR:-$(apt_mirror "$SUITE-security")}"
   mirror="${mirror:-http://deb.debian.org/debian}"
   security="${security:-http://deb.debian.org/debian-security}"
-  command -v debootstrap > /dev/null || {
-    [ "$(id -u)" = 0 ] || { echo "images: debootstrap is missing; install it (root)" >&2; exit 1; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap
-  }
+  command -v debootstrap > /dev/null || "$ROOT/docker/engine.sh" install debootstrap
   local rootfs="$DIR/rootfs"
   rm -rf "$rootfs"
   mkdir -p "$DIR"
