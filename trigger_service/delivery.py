@@ -207,7 +207,12 @@ async def _wait_any(events: Iterable[asyncio.Event], timeout: float) -> None:
 
 
 class Deliverer:
-    """Claims due firings, posts them, records every attempt; until stopped."""
+    """Claims due firings, posts them, records every attempt; until stopped.
+
+    Attempts finished since the last look are recorded together, in one statement, and
+    the queue is looked at again when one finishes, when the consumer NOTIFYs new
+    firings, or after ``idle_poll`` seconds at the latest.
+    """
 
     def __init__(
         self,
@@ -221,7 +226,8 @@ class Deliverer:
         self.client = client
         self.policy = policy
         self.service_key = service_key
-        self._running: dict[asyncio.Task[None], Delivery] = {}
+        self._running: dict[asyncio.Task[AttemptResult], Delivery] = {}
+        self._results: list[AttemptResult] = []
         self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -235,54 +241,74 @@ class Deliverer:
                         log.warning("delivery queue unavailable (%s); retrying", exc)
                         await _wait_any([stop], self.policy.idle_poll)
             await self._drain()
+            with suppress(*_DB_ERRORS):
+                await self._record()
         finally:
             await self._abandon()
 
     async def _step(self, stop: asyncio.Event) -> None:
-        """Claim what is due and start it; then sleep until woken or something comes due."""
+        """Record what finished, claim what is due; sleep until woken or something is due."""
         self._wake.clear()
+        await self._record()
         room = self.policy.concurrency - len(self._running)
         if room > 0 and await self._claim(room) == room:
             return  # there may be more due: claim again at once
         timeout = self.policy.idle_poll
-        if len(self._running) < self.policy.concurrency:
-            until_due = await self._seconds_until_due(self._full_triggers())
+        if not self._running:  # else the next attempt to finish wakes the worker
+            async with self.pool.acquire() as conn:
+                until_due = await store.seconds_until_due(conn)
             if until_due is not None:
                 # Due now yet not claimed: another instance holds it; look again shortly.
                 timeout = min(max(until_due, 0.05), timeout)
         await _wait_any([self._wake, stop], timeout)
 
-    def _in_flight(self) -> Counter[str]:
-        return Counter(d.firing.trigger_id for d in self._running.values())
-
-    def _full_triggers(self) -> list[str]:
-        """Triggers with every one of their delivery slots taken."""
-        return [t for t, n in self._in_flight().items() if n >= self.policy.per_trigger]
-
     async def _claim(self, room: int) -> int:
+        in_flight = Counter(d.firing.trigger_id for d in self._running.values())
         async with self.pool.acquire() as conn:
             deliveries = await store.claim_due(
                 conn,
                 limit=room,
                 per_trigger=self.policy.per_trigger,
-                in_flight=self._in_flight(),
+                in_flight=in_flight,
                 lease_seconds=self.policy.lease,
             )
         for delivery in deliveries:
-            task = asyncio.create_task(self._deliver(delivery))
+            task = asyncio.create_task(self._attempt(delivery))
             self._running[task] = delivery
             task.add_done_callback(self._finished)
         return len(deliveries)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[AttemptResult]) -> None:
         self._running.pop(task, None)
         self._wake.set()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("delivery task failed", exc_info=task.exception())
+        if task.cancelled():
+            return
+        if task.exception() is not None:  # a bug: the firing is due again when its lease ends
+            log.error("webhook attempt failed unexpectedly", exc_info=task.exception())
+            return
+        self._results.append(task.result())
 
-    async def _seconds_until_due(self, excluded_triggers: list[str]) -> float | None:
-        async with self.pool.acquire() as conn:
-            return await store.seconds_until_due(conn, excluded_triggers)
+    async def _record(self) -> None:
+        """Log the finished attempts and move their firings on, in one statement."""
+        if not self._results:
+            return
+        results, self._results = self._results, []
+        try:
+            async with self.pool.acquire() as conn:
+                await store.record_attempts(conn, results)
+        except BaseException:
+            self._results[:0] = results  # kept for the next try (their leases still hold)
+            raise
+        for result in results:
+            if result.error is None:
+                continue
+            log.warning(
+                "webhook %s attempt %d failed (%s); %s",
+                result.firing_id,
+                result.attempt,
+                result.error,
+                "giving up" if result.status == "failed" else "will retry",
+            )
 
     @asynccontextmanager
     async def _listening(self) -> AsyncIterator[None]:
@@ -314,7 +340,8 @@ class Deliverer:
         with suppress(*_DB_ERRORS):
             await store.release(self.pool, abandoned)
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    async def _attempt(self, delivery: Delivery) -> AttemptResult:
+        """POST the firing once; what happened, and what the firing's status becomes."""
         firing = delivery.firing
         body = encode_body(webhook_body(firing))
         headers = {
@@ -345,7 +372,7 @@ class Deliverer:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         duration_ms = round((time.monotonic() - started) * 1000)
         status, delay = self.policy.after(delivery.attempt, error is None, random.random())
-        result = AttemptResult(
+        return AttemptResult(
             firing_id=firing.firing_id,
             attempt=delivery.attempt,
             url=delivery.webhook_url,
@@ -358,21 +385,3 @@ class Deliverer:
             if status == "pending"
             else None,
         )
-        try:
-            async with self.pool.acquire() as conn:
-                await store.record_attempt(conn, result)
-        except _DB_ERRORS as exc:  # the lease runs out and the attempt is made again
-            log.warning(
-                "cannot record attempt %d of %s (%s)", delivery.attempt, firing.firing_id, exc
-            )
-            return
-        if error is None:
-            log.debug("delivered %s (attempt %d)", firing.firing_id, delivery.attempt)
-        else:
-            log.warning(
-                "webhook %s attempt %d failed (%s); %s",
-                firing.firing_id,
-                delivery.attempt,
-                error,
-                f"next in {delay:.1f}s" if status == "pending" else "giving up",
-            )

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 
 from leadvibe.consuming import Consumed, Handler, Rejected, stop_on_signals
 from leadvibe.db import Connection, open_pool
-from leadvibe.producing import publish_all
+from leadvibe.producing import publish_batched
 from leadvibe.service import run_consumer
 from leadvibe.settings import Settings, SettingsError
 from schemas import ScoredEvent, TriggerFired, encode
@@ -93,7 +93,7 @@ def firings_handler(settings: Settings, producer: AIOKafkaProducer) -> Handler[S
         firings = [firing_row(c, fired_at) for c in select(crossings, already_fired)]
         recorded = await store.insert_firings(conn, firings)
         if recorded:
-            await publish_all(
+            await publish_batched(
                 producer,
                 settings.topics.triggers_fired,
                 [fired_record(f) for f in firings if f.firing_id in recorded],

@@ -203,43 +203,42 @@ async def claim_due(
     return [Delivery(_firing(r), r["attempt"], r["webhook_url"]) for r in rows]
 
 
-async def record_attempt(conn: Connection, result: AttemptResult) -> bool:
-    """Log an attempt and move its firing on; False if the firing is gone or moved on already.
+async def record_attempts(conn: Connection, results: Sequence[AttemptResult]) -> int:
+    """Log attempts and move their firings on; return how many were recorded.
 
-    The firing only moves from the attempt before this one, so that two workers that both
-    made the same attempt (a lease that ran out under a stalled worker) log it once.
+    A firing only moves on from the attempt before the one recorded, so that an attempt
+    two workers both made (a lease that ran out under a stalled worker) is logged once,
+    and one of a firing deleted meanwhile not at all.
     """
-    async with conn.transaction():
-        unit_id = await conn.fetchval(
-            """UPDATE trigger_firings
-               SET attempts = $2, delivery_status = $3, next_attempt_at = $4,
-                   delivered_at = CASE WHEN $3 = 'delivered' THEN now() END,
-                   last_error = $5
-               WHERE firing_id = $1 AND attempts = $2 - 1 AND delivery_status = 'pending'
-               RETURNING unit_id""",
-            result.firing_id,
-            result.attempt,
-            result.status,
-            result.next_attempt_at,
-            result.error,
-        )
-        if unit_id is None:
-            return False
-        await conn.execute(
-            """INSERT INTO webhook_attempts (firing_id, attempt, unit_id, url, started_at,
-                   duration_ms, status_code, error)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-               ON CONFLICT DO NOTHING""",
-            result.firing_id,
-            result.attempt,
-            unit_id,
-            result.url,
-            result.started_at,
-            result.duration_ms,
-            result.status_code,
-            result.error,
-        )
-    return True
+    if not results:
+        return 0
+    ordered = sorted(results, key=lambda r: r.firing_id)  # lock rows in one order
+    status: str = await conn.execute(
+        """WITH r AS (
+               SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[],
+                                    $5::int[], $6::int[], $7::text[], $8::text[],
+                                    $9::timestamptz[])
+                   AS r (firing_id, attempt, url, started_at, duration_ms, status_code, error,
+                         status, next_attempt_at)
+           ), moved AS (
+               UPDATE trigger_firings f
+               SET attempts = r.attempt, delivery_status = r.status,
+                   next_attempt_at = r.next_attempt_at, last_error = r.error,
+                   delivered_at = CASE WHEN r.status = 'delivered' THEN now() END
+               FROM r
+               WHERE f.firing_id = r.firing_id AND f.attempts = r.attempt - 1
+                 AND f.delivery_status = 'pending'
+               RETURNING f.firing_id, f.unit_id, r.attempt, r.url, r.started_at,
+                         r.duration_ms, r.status_code, r.error
+           )
+           INSERT INTO webhook_attempts (firing_id, attempt, unit_id, url, started_at,
+               duration_ms, status_code, error)
+           SELECT firing_id, attempt, unit_id, url, started_at, duration_ms, status_code, error
+           FROM moved
+           ON CONFLICT DO NOTHING""",
+        *_columns(ordered, len(AttemptResult._fields)),
+    )
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def release(conn: Connection | asyncpg.Pool, firing_ids: Collection[str]) -> None:
@@ -251,17 +250,10 @@ async def release(conn: Connection | asyncpg.Pool, firing_ids: Collection[str]) 
     )
 
 
-async def seconds_until_due(
-    conn: Connection | asyncpg.Pool, excluded_triggers: Collection[str] = ()
-) -> float | None:
-    """Seconds until the next pending firing is due (0 if one is due); None if none pends.
-
-    Firings of ``excluded_triggers`` (those with no free delivery slot) are not counted.
-    """
+async def seconds_until_due(conn: Connection) -> float | None:
+    """Seconds until the next pending firing is due (0 if one is due); None if none pends."""
     value: float | None = await conn.fetchval(
         """SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()))::float8
-           FROM trigger_firings
-           WHERE delivery_status = 'pending' AND NOT (trigger_id = ANY($1::text[]))""",
-        list(excluded_triggers),
+           FROM trigger_firings WHERE delivery_status = 'pending'"""
     )
     return value
