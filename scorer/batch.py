@@ -9,10 +9,10 @@ the same lead) and gives each event its score before and after, its events row a
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import msgspec
 
@@ -27,8 +27,7 @@ LeadKey = tuple[str, str]
 _json = msgspec.json.Encoder()
 
 
-@dataclass(frozen=True, slots=True)
-class Applying:
+class Applying(NamedTuple):
     """An event on its way into the projections."""
 
     event: LeadEvent
@@ -48,8 +47,9 @@ class Plan:
     claims: list[AliasClaim] = field(default_factory=list)
     conflicts: list[ConflictRow] = field(default_factory=list)
     lead_deltas: dict[LeadKey, LeadDelta] = field(default_factory=dict)
-    ruleset_deltas: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    imports: Counter[tuple[str, str]] = field(default_factory=Counter)
+    ruleset_deltas: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """Points per (unit_id, lead_id, ruleset_id)."""
+    imports: dict[tuple[str, str], int] = field(default_factory=dict)
     """Events applied per (unit_id, import_id)."""
 
     def finish(
@@ -128,6 +128,8 @@ class _LeadSum:
 def plan(events: Sequence[LeadEvent], resolved: Sequence[Resolved | None], book: RuleBook) -> Plan:
     """What applying ``events`` (resolved to ``resolved``, in order) changes."""
     result = Plan()
+    applying, claims, conflicts = result.applying, result.claims, result.conflicts
+    ruleset_deltas, imports = result.ruleset_deltas, result.imports
     sums: dict[LeadKey, _LeadSum] = {}
     for position, (event, lead) in enumerate(zip(events, resolved, strict=True)):
         if lead is None:
@@ -138,21 +140,22 @@ def plan(events: Sequence[LeadEvent], resolved: Sequence[Resolved | None], book:
             timestamp = timestamp.replace(tzinfo=UTC)
         unit_id, lead_id = event.unit_id, lead.lead_id
         score = book.score(unit_id, event.event_type, timestamp)
-        result.applying.append(Applying(event, timestamp, lead, score))
+        applying.append(Applying(event, timestamp, lead, score))
         lead_sum = sums.get((unit_id, lead_id))
         if lead_sum is None:
             sums[(unit_id, lead_id)] = _LeadSum(score.total, 1, timestamp, timestamp)
         else:
             lead_sum.add(score.total, timestamp)
         for ruleset_id, points in score.by_ruleset:
-            result.ruleset_deltas[(unit_id, lead_id, ruleset_id)] += points
-        for alias in lead.attached:
-            result.claims.append(
-                AliasClaim(unit_id, alias.kind, alias.value, lead_id, event.event_id)
-            )
+            key = (unit_id, lead_id, ruleset_id)
+            ruleset_deltas[key] = ruleset_deltas.get(key, 0) + points
+        if lead.attached:
+            event_id = event.event_id
+            for alias in lead.attached:
+                claims.append(AliasClaim(unit_id, alias.kind, alias.value, lead_id, event_id))
         for conflict in lead.conflicts:
             alias = conflict.alias
-            result.conflicts.append(
+            conflicts.append(
                 ConflictRow(
                     unit_id,
                     event.event_id,
@@ -163,7 +166,8 @@ def plan(events: Sequence[LeadEvent], resolved: Sequence[Resolved | None], book:
                 )
             )
         if event.import_id is not None:
-            result.imports[(unit_id, event.import_id)] += 1
+            key2 = (unit_id, event.import_id)
+            imports[key2] = imports.get(key2, 0) + 1
     result.lead_deltas = {
         key: LeadDelta(key[0], key[1], s.points, s.events, s.first, s.last)
         for key, s in sums.items()

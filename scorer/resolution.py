@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from schemas import ALIAS_KINDS, Alias, LeadEvent
 from schemas.aliases import normalise
@@ -35,8 +36,7 @@ def new_lead_id(position: int) -> str:
     return sortable_id("ld_")
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
     """Who an event says it is about: an explicit lead id and/or its normalised aliases."""
 
     unit_id: str
@@ -71,8 +71,7 @@ class AliasConflict:
     owner_lead_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Resolved:
+class Resolved(NamedTuple):
     """The lead an event goes to, and what resolving it changed."""
 
     lead_id: str
@@ -103,8 +102,10 @@ def resolve(
     owned = dict(owners)
     resolved: list[Resolved | None] = []
     for position, identity in enumerate(identities):
-        unit_id, aliases = identity.unit_id, identity.aliases
-        lead_id = identity.lead_id
+        unit_id, lead_id, aliases = identity
+        if not aliases and lead_id is not None:  # the most common case: nothing to decide
+            resolved.append(Resolved(lead_id, False))
+            continue
         new_lead = False
         if lead_id is None:
             lead_id = next(

@@ -9,7 +9,9 @@ Within the transaction, per batch and with one statement per table:
 
 1. records whose unit does not exist are rejected (dead letters, with the reason);
 2. events already applied, or repeated within the batch, are skipped: an event id counts
-   once per unit, however often it was published;
+   once per unit, however often it was published (the events' primary key is the
+   guarantee; the batch reads which were applied first only when it expects some, see
+   ``ScoreBatch.check_applied_first``);
 3. the aliases' owners and the units' active rulesets are read (rules are read for every
    batch, so a rule change applies to the next batch, without a restart);
 4. identities are resolved and events scored by the pure core
@@ -38,6 +40,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -71,6 +74,10 @@ class LostRace(Exception):
     after this batch read them."""
 
 
+class AlreadyApplied(LostRace):
+    """An event of the batch was applied before, which the batch did not check first."""
+
+
 async def run(
     settings: Settings, *, stop: asyncio.Event | None = None, max_records: int = MAX_RECORDS
 ) -> None:
@@ -98,6 +105,13 @@ class ScoreBatch:
         self.scored_topic = scored_topic
         self.races_lost = 0
         """Times a batch was resolved again because another scorer got there first."""
+        self.check_applied_first = False
+        """Whether the next batch reads which of its events were applied before.
+
+        Republished events are rare, so a batch first assumes it has none: the events'
+        primary key refuses a duplicate, and the batch is then applied again, checking
+        first. After a batch that had duplicates, the next one checks first too (an
+        upload retried whole is all duplicates)."""
 
     async def __call__(
         self, conn: Connection, records: Sequence[Consumed[LeadEvent]]
@@ -109,27 +123,45 @@ class ScoreBatch:
             if c.record.unit_id not in units
         ]
         live = [c for c in records if c.record.unit_id in units]
+        check = self.check_applied_first
         for attempt in range(1, RACE_ATTEMPTS + 1):
             try:
                 async with conn.transaction():  # savepoint: undone alone after a lost race
-                    scored, unresolved = await apply(conn, live)
+                    outcome = await apply(conn, live, check_applied=check)
                 break
+            except AlreadyApplied:
+                log.debug("the batch has events applied before; applying it again, checking")
+                check = True
             except LostRace as race:
                 self.races_lost += 1
                 log.info("lost a race (%s), resolving the batch again (%d)", race, attempt)
         else:
             raise RetryBatch(f"lost {RACE_ATTEMPTS} races in a row to other scorers")
-        await publish_batched(self.producer, self.scored_topic, scored)
-        return rejected + unresolved
+        self.check_applied_first = outcome.duplicates > 0
+        await publish_batched(self.producer, self.scored_topic, outcome.scored)
+        return rejected + outcome.rejected
+
+
+@dataclass(frozen=True)
+class Outcome:
+    scored: list[tuple[bytes | None, bytes]]
+    """The scored records to publish, keyed ``unit_id:lead_id``."""
+    rejected: list[Rejected]
+    duplicates: int
+    """Events skipped because they were applied before (or earlier in the batch)."""
 
 
 async def apply(
-    conn: Connection, records: Sequence[Consumed[LeadEvent]]
-) -> tuple[list[tuple[bytes | None, bytes]], list[Rejected]]:
-    """Apply the records of existing units; return the scored records and those rejected."""
-    fresh = await _not_applied_yet(conn, records)
+    conn: Connection, records: Sequence[Consumed[LeadEvent]], *, check_applied: bool = True
+) -> Outcome:
+    """Apply the records of existing units; return what to publish and what was rejected.
+
+    Without ``check_applied``, the batch assumes none of its events was applied before and
+    raises AlreadyApplied (after writing, so inside a savepoint) if one was.
+    """
+    fresh = await _not_applied_yet(conn, records, check_applied)
     if not fresh:
-        return [], []
+        return Outcome([], [], len(records))
     events = [c.record for c in fresh]
     identities = [Identity.of(e) for e in events]
     owners = await store.alias_owners(conn, alias_keys(identities))
@@ -142,7 +174,9 @@ async def apply(
     totals = await store.add_to_leads(conn, list(changes.lead_deltas.values()))
     rows, scored = changes.finish(totals)
     if not await store.insert_events(conn, rows):
-        raise LostRace("an event was applied by another scorer")
+        if check_applied:
+            raise LostRace("an event was applied by another scorer")
+        raise AlreadyApplied
     await store.add_to_ruleset_scores(
         conn, [(*key, points) for key, points in changes.ruleset_deltas.items()]
     )
@@ -152,16 +186,22 @@ async def apply(
     unresolved = [
         Rejected(fresh[i].partition, fresh[i].offset, NO_IDENTITY) for i in changes.unresolved
     ]
-    return [(f"{s.unit_id}:{s.lead_id}".encode(), encode(s)) for s in scored], unresolved
+    return Outcome(
+        [(f"{s.unit_id}:{s.lead_id}".encode(), encode(s)) for s in scored],
+        unresolved,
+        len(records) - len(fresh),
+    )
 
 
 async def _not_applied_yet(
-    conn: Connection, records: Sequence[Consumed[LeadEvent]]
+    conn: Connection, records: Sequence[Consumed[LeadEvent]], check_applied: bool
 ) -> list[Consumed[LeadEvent]]:
-    """The first record of each event id not applied before."""
+    """The first record of each event id (not applied before, when ``check_applied``)."""
     firsts: dict[tuple[str, str], Consumed[LeadEvent]] = {}
     for c in records:
         firsts.setdefault((c.record.unit_id, c.record.event_id), c)
+    if not check_applied:
+        return list(firsts.values())
     applied = await store.applied_events(conn, list(firsts))
     return [c for key, c in firsts.items() if key not in applied]
 
