@@ -7,11 +7,12 @@ published, batch by batch; 202 comes after Kafka acknowledged the last one.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Final
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Route
 
 from ingest_gateway import import_store
@@ -27,6 +28,8 @@ from ingest_gateway.state import GatewayState, state_of
 from ingest_gateway.uploads import read_upload
 from schemas import LeadEvent, decode, encode
 from schemas.aliases import partition_key
+
+log = logging.getLogger(__name__)
 
 ERROR_ROWS_SHOWN: Final = 100
 """Error rows in the 202 answer; GET /imports/{id} has up to import_store.ERROR_ROWS_KEPT."""
@@ -183,6 +186,9 @@ async def post_import(request: Request) -> JSON:
             rows = upload.finish()
         except FileRejected as exc:
             raise BadRequest(exc.detail, code=exc.code) from None
+        except ClientDisconnect:  # nobody to answer, and nothing was published
+            log.info("an upload to import %s was cut off by the client", import_id)
+            return JSON({"error": "client_disconnected"}, status_code=400)
         assert rows.header is not None
         ignored_columns = list(rows.header.ignored_columns)
         skip = skip_triggers.value

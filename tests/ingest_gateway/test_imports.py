@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from ingest_gateway import imports
+from ingest_gateway.app import create_app
 from ingest_gateway.errors import ServiceUnavailable
 from leadvibe.settings import Settings
 from schemas import Alias
@@ -589,3 +590,46 @@ async def test_a_token_imports_into_its_active_unit_only(
         "SELECT count(*) FROM imports WHERE unit_id = $1", other_org.unit_id
     )
     assert in_other_org == 0
+
+
+async def test_413_at_once_when_content_length_says_the_body_is_too_large(
+    gateway: httpx.AsyncClient, tenant: Tenant, settings: Settings
+) -> None:
+    response = await upload(gateway, tenant, b"x" * (FILE_LIMIT + 100_000))
+    assert response.status_code == 413
+    assert response.json()["detail"].startswith("The upload is 1058")  # bytes, as sent
+    assert await published_count(settings) == 0
+
+
+async def test_a_connection_dropped_mid_upload_publishes_and_records_nothing(
+    settings: Settings, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    body = multipart(("file", "events.csv", BY_LEAD_ID * 100))
+    app = create_app(settings)
+    sent: list[dict[str, Any]] = []
+    async with app.router.lifespan_context(app) as state:
+        chunks = [body[:300], body[300:600]]
+
+        async def receive() -> dict[str, Any]:
+            if chunks:
+                return {"type": "http.request", "body": chunks.pop(0), "more_body": True}
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/import",
+            "query_string": b"",
+            "headers": [
+                (b"authorization", f"Bearer {tenant.token}".encode()),
+                (b"content-type", MULTIPART["Content-Type"].encode()),
+            ],
+            "state": dict(state or {}),
+        }
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400
+    assert await published_count(settings) == 0
+    assert await imports_recorded(pool) == 0
