@@ -1,9 +1,10 @@
 """Scorer throughput: events per second from a full topic into the projections.
 
-    source scripts/env.sh && .venv/bin/python scripts/bench_scorer.py [--events 200000] [--runs 3]
+    source scripts/env.sh && .venv/bin/python scripts/bench_scorer.py \
+        [--events 200000] [--people 20000] [--runs 3] [--processes 1] [--batch 20000]
 
 Publishes N events once into a fresh topic namespace (a mix of lead ids, aliases that
-create leads and aliases that find them again, a few conflicts, three rulesets), then,
+create leads and aliases that find them again, three rulesets, one of them dated), then,
 for each run, points a fresh database at it and times ``python -m scorer`` (a separate
 process, as in production) consuming them all as the group ``leadvibe-scorer``. Prints
 each run and the median. The rate counts from the first committed batch to the last,
@@ -43,10 +44,12 @@ RULESETS = [
 ]  # fmt: skip
 
 
-def make_events(count: int, seed: int = 7) -> list[LeadEvent]:
-    """40% by lead id, 30% by lead id with an alias, 30% by aliases only."""
+def make_events(count: int, people: int, seed: int = 7) -> list[LeadEvent]:
+    """Events about ``people`` people: 40% by lead id, 30% by lead id with a cookie, 30% by
+    e-mail only (sometimes with a phone), which is another lead per person, made from its
+    aliases. The fewer events per lead, the more lead rows each batch writes."""
     rng = random.Random(seed)
-    leads = max(count // 10, 1)
+    leads = max(people, 1)
     start = datetime(2025, 1, 1, tzinfo=UTC)
     events = []
     for _ in range(count):
@@ -101,21 +104,35 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
 
 
 def cpu_used(name: str, before: dict[int, float]) -> float:
-    """CPU time used since ``before`` by the processes called ``name`` (new ones included)."""
-    now = cpu_seconds(pids_named(name))
+    """CPU time used since ``before`` by the server ``name`` (new processes included)."""
+    now = cpu_seconds(server_pids(name))
     return sum(t - before.get(pid, 0.0) for pid, t in now.items())
 
 
-def pids_named(name: str) -> list[int]:
+def _processes() -> list[tuple[int, int, str]]:
+    """(pid, parent pid, command line) of every process."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == name:
-                    found.append(int(entry.name))
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
-                pass
+                continue
+            found.append((int(entry.name), int(stat[1]), cmdline))
     return found
+
+
+def server_pids(name: str) -> list[int]:
+    """The local stack's own processes (scripts/stack.sh), not another Kafka or Postgres
+    that may run on the machine: the broker started from .local/kafka, and the postmaster
+    of .local/postgres with its children (one backend per connection)."""
+    local = ROOT / ".local"
+    processes = _processes()
+    if name == "kafka":
+        return [pid for pid, _, cmd in processes if "kafka.Kafka" in cmd and str(local) in cmd]
+    postmaster = int((local / "postgres/data/postmaster.pid").read_text().split()[0])
+    return [pid for pid, parent, _ in processes if postmaster in (pid, parent)]
 
 
 def _database_url(base: str, name: str) -> str:
@@ -186,8 +203,7 @@ async def one_run(
             out = f"{profile}.{number}.{n}.txt"
             command[1:1] = ["-m", "pyinstrument", "-r", "text", "-o", out]
         scorers.append(await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT))
-    servers = {"postgres": "postgres", "kafka": "java"}  # what each is called in /proc
-    before = {name: cpu_seconds(pids_named(comm)) for name, comm in servers.items()}
+    before = {name: cpu_seconds(server_pids(name)) for name in ("postgres", "kafka")}
     try:
         first: tuple[float, int] | None = None
         while True:
@@ -203,7 +219,7 @@ async def one_run(
                 raise SystemExit("a scorer exited early")
             await asyncio.sleep(0.02)
         assert first is not None
-        used = {name: cpu_used(comm, before[name]) for name, comm in servers.items()}
+        used = {name: cpu_used(name, taken) for name, taken in before.items()}
         used["scorer"] = sum(cpu_seconds([p.pid for p in scorers]).values())
         applied = await conn.fetchval("SELECT count(*) FROM events")
         leads = await conn.fetchval("SELECT count(*) FROM leads")
@@ -227,6 +243,9 @@ async def one_run(
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument(
+        "--people", type=int, default=20_000, help="distinct people (about twice as many leads)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=20_000, help="LEADVIBE_SCORER_BATCH")
     parser.add_argument("--partitions", type=int, default=6)
@@ -243,7 +262,7 @@ async def main() -> None:
         events_partitions=args.partitions,
     )
     started = time.perf_counter()
-    await publish(settings, make_events(args.events))
+    await publish(settings, make_events(args.events, args.people))
     print(
         f"published {args.events} events to {topics.events} in "
         f"{time.perf_counter() - started:.1f} s",
