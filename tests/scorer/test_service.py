@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 
 from leadvibe.settings import Settings
-from schemas import Alias, DeadLetter, ScoredEvent
+from schemas import Alias, DeadLetter, LeadEvent, ScoredEvent, decode
 from tests.conftest import Tenant, make_tenant
 from tests.scorer.helpers import (
     create_ruleset,
@@ -243,3 +244,23 @@ async def test_units_do_not_share_leads_or_aliases(
     mine = await get_json(gateway, tenant, "/leads")
     assert [lead["lead_id"] for lead in mine["leads"]] == ["ld_same"]
     assert await _count(pool, "alias_conflicts") == 0
+
+
+async def test_an_event_postgres_refuses_goes_alone_to_the_dead_letters(
+    settings: Settings, gateway: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    poison = msgspec.structs.replace(
+        event(tenant.unit_id, "page_view", lead_id="ld_p"), metadata={"note": "nul \x00 here"}
+    )
+    await publish(
+        settings,
+        [
+            event(tenant.unit_id, "page_view", lead_id="ld_p"),
+            poison,
+            event(tenant.unit_id, "page_view", lead_id="ld_p"),
+        ],
+    )
+    await lead_when(gateway, tenant, "/leads/ld_p", event_count=2)
+    [letter] = await read_topic(settings, settings.topics.deadletter, DeadLetter, 1)
+    assert letter.reason.startswith("handler failed:")
+    assert decode(letter.value, LeadEvent) == poison
