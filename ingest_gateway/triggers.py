@@ -231,13 +231,21 @@ async def delete_trigger(request: Request) -> Response:
     """DELETE /triggers/{id}: 204; its firings and their pending deliveries go with it."""
     principal = await require_principal(request)
     trigger_id = request.path_params["trigger_id"]
-    status = await state_of(request).pool.execute(
-        "DELETE FROM triggers WHERE unit_id = $1 AND trigger_id = $2",
-        principal.unit_id,
-        trigger_id,
-    )
-    if status != "DELETE 1":
-        raise _not_found(trigger_id)
+    async with state_of(request).pool.acquire() as conn, conn.transaction():
+        # Waits for a consumer batch firing this trigger to commit (it key-share locks
+        # it), so the next statement sees and deletes that batch's firings too.
+        status = await conn.execute(
+            "DELETE FROM triggers WHERE unit_id = $1 AND trigger_id = $2",
+            principal.unit_id,
+            trigger_id,
+        )
+        if status != "DELETE 1":
+            raise _not_found(trigger_id)
+        await conn.execute(
+            "DELETE FROM trigger_firings WHERE unit_id = $1 AND trigger_id = $2",
+            principal.unit_id,
+            trigger_id,
+        )
     return Response(status_code=204)
 
 

@@ -89,11 +89,14 @@ async def fired_before(
     if not pairs:
         return set()
     trigger_ids, lead_ids = _columns(list(pairs), 2)
+    # LATERAL ... LIMIT 1: one index probe per pair, however many firings there are.
     rows = await conn.fetch(
-        """SELECT DISTINCT p.trigger_id, p.lead_id
+        """SELECT p.trigger_id, p.lead_id
            FROM unnest($1::text[], $2::text[]) AS p (trigger_id, lead_id)
-           WHERE EXISTS (SELECT 1 FROM trigger_firings f
-                         WHERE f.trigger_id = p.trigger_id AND f.lead_id = p.lead_id)""",
+           CROSS JOIN LATERAL (
+               SELECT 1 FROM trigger_firings f
+               WHERE f.trigger_id = p.trigger_id AND f.lead_id = p.lead_id
+               LIMIT 1) AS fired""",
         trigger_ids,
         lead_ids,
     )
@@ -104,8 +107,13 @@ async def insert_firings(conn: Connection, firings: Sequence[FiringRow]) -> set[
     """Record the firings not recorded before; return the ids of those recorded now.
 
     A firing whose trigger was deleted or deactivated since the batch read it is dropped,
-    and so is a fire-once firing of a lead that fired the trigger meanwhile. The delivery
-    worker is notified when the transaction commits.
+    and the triggers that fire are key-share locked until the commit, so that a trigger
+    deleted meanwhile takes its new firings with it (what a foreign key would do, in one
+    statement instead of a lookup per row).
+    The caller has left out the fire-once firings of leads that fired before
+    (:func:`fired_before`, in the same transaction; a lead's records are consumed by one
+    member at a time); the partial unique index settles any race all the same. The
+    delivery worker is notified when the transaction commits.
     """
     if not firings:
         return set()
@@ -122,10 +130,8 @@ async def insert_firings(conn: Connection, firings: Sequence[FiringRow]) -> set[
                 AS f (firing_id, unit_id, trigger_id, lead_id, event_id, event_type,
                       occurred_at, score_threshold, score_before, score_after, once, fired_at)
            JOIN triggers t ON t.trigger_id = f.trigger_id AND t.unit_id = f.unit_id AND t.active
-           WHERE NOT (f.once AND EXISTS (
-               SELECT 1 FROM trigger_firings p
-               WHERE p.trigger_id = f.trigger_id AND p.lead_id = f.lead_id))
            ORDER BY f.trigger_id, f.event_id
+           FOR KEY SHARE OF t
            ON CONFLICT DO NOTHING
            RETURNING firing_id""",
         *_columns(firings, len(FiringRow._fields)),

@@ -23,11 +23,13 @@ CREATE INDEX triggers_active ON triggers (unit_id) WHERE active;
 -- One row per firing, written in the consumer's transaction with its offsets. The
 -- threshold and fire mode are copied from the trigger as it was when it fired, so the
 -- webhook body is the same bytes on every attempt even if the trigger is edited since.
--- Deleting a trigger deletes its firings, and with them any delivery still pending.
+-- No foreign key to triggers: its check is a lookup per inserted row. The consumer
+-- key-share-locks the triggers a batch fires (one statement), and deleting a trigger
+-- deletes its firings, and with them any delivery still pending, in the same transaction.
 CREATE TABLE trigger_firings (
     firing_id        text PRIMARY KEY,  -- derived from (trigger, event): stable across replays
     unit_id          text NOT NULL,
-    trigger_id       text NOT NULL REFERENCES triggers (trigger_id) ON DELETE CASCADE,
+    trigger_id       text NOT NULL,
     lead_id          text NOT NULL,
     event_id         text NOT NULL,
     event_type       text NOT NULL,

@@ -426,3 +426,48 @@ async def _delivered(pool: asyncpg.Pool) -> int:
         "SELECT count(*) FROM trigger_firings WHERE delivery_status = 'delivered'"
     )
     return count
+
+
+@pytest.mark.usefixtures("trigger_service")
+async def test_deleting_a_trigger_cancels_its_pending_deliveries(
+    settings: Settings,
+    gateway: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    pool: asyncpg.Pool,
+) -> None:
+    receiver.fail_first = 1000
+    doomed = await create_trigger(gateway, tenant, receiver.url("/doomed"), 50, name="doomed")
+    await publish_scored(settings, [scored(tenant.unit_id, "ld_1", 0, 60)])
+    await wait_for(
+        lambda: firings_of(gateway, tenant, doomed["id"]),
+        until=lambda fs: len(fs) == 1 and len(fs[0]["attempts"]) >= 2,
+        what="failing attempts",
+    )
+    response = await gateway.delete(f"/triggers/{doomed['id']}", headers=tenant.headers)
+    assert response.status_code == 204
+    tried = len(receiver.at("/doomed"))
+
+    # A later firing of another trigger goes out; the deleted one's retries do not.
+    receiver.fail_first = 0
+    marker = await create_trigger(gateway, tenant, receiver.url("/marker"), 50, name="marker")
+    await publish_scored(settings, [scored(tenant.unit_id, "ld_2", 0, 60)])
+    await wait_for(
+        lambda: firings_of(gateway, tenant, marker["id"]),
+        until=lambda fs: len(fs) == 1 and fs[0]["delivery_status"] == "delivered",
+        what="the marker delivered",
+    )
+    assert len(receiver.at("/doomed")) <= tried + 1  # at most the one in flight at the delete
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM trigger_firings WHERE trigger_id = $1", doomed["id"]
+        )
+        == 0
+    )
+    assert (
+        await pool.fetchval(
+            """SELECT count(*) FROM webhook_attempts a
+           WHERE NOT EXISTS (SELECT 1 FROM trigger_firings f WHERE f.firing_id = a.firing_id)"""
+        )
+        == 0
+    )
