@@ -37,7 +37,9 @@ from tests.containers import (
 from trigger_service.delivery import DeliveryPolicy
 from trigger_service.service import run as run_triggers
 
-TEMPLATE_DB = "leadvibe_test_template"
+# One template per pytest session, so that concurrent sessions on one server never drop
+# each other's template.
+TEMPLATE_DB = f"leadvibe_test_template_{uuid.uuid4().hex[:8]}"
 TEST_PARTITIONS = 3
 
 
@@ -76,11 +78,10 @@ async def base_settings(servers: Servers) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def template_database(base_settings: Settings) -> str:
+async def template_database(base_settings: Settings) -> AsyncIterator[str]:
     """A migrated database that every test's database is cloned from."""
     admin = await asyncpg.connect(base_settings.database_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
     finally:
         await admin.close()
@@ -89,7 +90,12 @@ async def template_database(base_settings: Settings) -> str:
         await migrate(conn)
     finally:
         await conn.close()
-    return TEMPLATE_DB
+    yield TEMPLATE_DB
+    admin = await asyncpg.connect(base_settings.database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
