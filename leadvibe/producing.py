@@ -15,14 +15,19 @@ from aiokafka.partitioner import DefaultPartitioner
 
 @asynccontextmanager
 async def open_producer(
-    bootstrap_servers: str, **options: object
+    bootstrap_servers: str, *, linger_ms: int = 5, **options: object
 ) -> AsyncIterator[AIOKafkaProducer]:
-    """A started producer that waits for every in-sync replica and never duplicates on retry."""
+    """A started producer that waits for every in-sync replica and never duplicates on retry.
+
+    ``linger_ms`` is how long a record waits for others to share its request: a few
+    milliseconds help many concurrent senders; a caller that awaits every publish at once
+    (a consume loop publishing inside its transaction) loses them on each publish.
+    """
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
+        linger_ms=linger_ms,
         max_batch_size=512 * 1024,
         compression_type=None,
         **options,

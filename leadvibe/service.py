@@ -40,15 +40,17 @@ async def run_consumer(
     make_handler: HandlerFactory[R],
     stop: asyncio.Event | None = None,
     max_records: int = 5000,
+    producer_linger_ms: int = 5,
 ) -> None:
     """Consume ``topic`` as a member of ``group`` until ``stop`` is set (default: SIGTERM/SIGINT).
 
     The batch in hand when stop is set is finished and committed before everything closes.
+    ``producer_linger_ms`` is the producer's linger (see :func:`open_producer`).
     """
     stop = stop or stop_on_signals()
     async with (
         open_pool(settings.database_url) as pool,
-        open_producer(settings.kafka_bootstrap_servers) as producer,
+        open_producer(settings.kafka_bootstrap_servers, linger_ms=producer_linger_ms) as producer,
         open_consumer(settings.kafka_bootstrap_servers, group) as consumer,
     ):
         loop = ConsumeLoop(
