@@ -16,7 +16,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,20 @@ async def migrate(conn: Connection) -> list[str]:
 
 
 @asynccontextmanager
-async def open_pool(database_url: str, *, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
-    """A connection pool, closed on exit."""
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size)
+async def open_pool(
+    database_url: str, *, max_size: int = 10, server_settings: Mapping[str, str] | None = None
+) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool, closed on exit.
+
+    ``server_settings`` are Postgres settings every connection starts with (and returns
+    to when the pool resets it).
+    """
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        server_settings=dict(server_settings) if server_settings else None,
+    )
     try:
         yield pool
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import asyncpg
@@ -41,15 +41,17 @@ async def run_consumer(
     stop: asyncio.Event | None = None,
     max_records: int = 5000,
     producer_linger_ms: int = 5,
+    server_settings: Mapping[str, str] | None = None,
 ) -> None:
     """Consume ``topic`` as a member of ``group`` until ``stop`` is set (default: SIGTERM/SIGINT).
 
     The batch in hand when stop is set is finished and committed before everything closes.
-    ``producer_linger_ms`` is the producer's linger (see :func:`open_producer`).
+    ``producer_linger_ms`` is the producer's linger (see :func:`open_producer`),
+    ``server_settings`` the Postgres settings of the pool's connections.
     """
     stop = stop or stop_on_signals()
     async with (
-        open_pool(settings.database_url) as pool,
+        open_pool(settings.database_url, server_settings=server_settings) as pool,
         open_producer(settings.kafka_bootstrap_servers, linger_ms=producer_linger_ms) as producer,
         open_consumer(settings.kafka_bootstrap_servers, group) as consumer,
     ):

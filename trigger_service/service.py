@@ -37,6 +37,16 @@ from trigger_service.store import FiringRow
 
 GROUP = "leadvibe-triggers"
 
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+"""Postgres settings of the service's connections.
+
+asyncpg prepares every statement, and Postgres keeps a generic plan for a prepared
+statement after five runs. Made while the firings table is nearly empty, that plan scans
+it sequentially, and keeps doing so as it grows: the fire-once lookup took 34 ms a batch
+instead of 1 ms in the benchmark. Planning every run, for the sizes of the moment, costs
+a fraction of a millisecond per statement, and the service runs a few per batch.
+"""
+
 
 def firing_id(trigger_id: str, event_id: str) -> str:
     """The same (trigger, event) always gives the same firing id."""
@@ -106,7 +116,7 @@ def firings_handler(settings: Settings, producer: AIOKafkaProducer) -> Handler[S
 async def deliver(settings: Settings, policy: DeliveryPolicy, stop: asyncio.Event) -> None:
     """The delivery worker, with a pool and an HTTP client of its own, until ``stop``."""
     async with (
-        open_pool(settings.database_url, max_size=4) as pool,
+        open_pool(settings.database_url, max_size=4, server_settings=SERVER_SETTINGS) as pool,
         webhook_client(allow_private=settings.allow_private_webhooks, policy=policy) as client,
     ):
         deliverer = Deliverer(pool, client, policy=policy, service_key=settings.webhook_secret)
@@ -148,6 +158,7 @@ async def run(
                 # Firings are published and awaited inside the batch's transaction: a
                 # linger would only add its milliseconds to every batch that fires.
                 producer_linger_ms=0,
+                server_settings=SERVER_SETTINGS,
             )
         )
         tasks.create_task(deliver(settings, policy, stop))
