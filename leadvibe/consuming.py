@@ -204,12 +204,20 @@ class ConsumeLoop(Generic[R]):
                 await self._pause_and_rewind(stop, set(batch))
 
     async def _pause_and_rewind(self, stop: asyncio.Event, partitions: set[TopicPartition]) -> None:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=self.retry_pause)
-        try:
-            await self.seek_to_stored(partitions & self.consumer.assignment())
-        except TRANSIENT_ERRORS as exc:
-            log.warning("cannot read stored offsets yet (%s)", exc)
+        # getmany() has moved the positions past the failed batch: until the rewind to the
+        # stored offsets succeeds, fetching on would apply later records and store offsets
+        # past the failed ones, which would then never be applied. So retry the rewind
+        # itself until it succeeds (or the loop stops; positions are never committed).
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.retry_pause)
+            if stop.is_set():
+                return
+            try:
+                await self.seek_to_stored(partitions & self.consumer.assignment())
+                return
+            except TRANSIENT_ERRORS as exc:
+                log.warning("cannot read stored offsets yet (%s); trying again", exc)
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Handle one batch: effects, dead letters and offsets commit together."""
