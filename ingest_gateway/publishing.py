@@ -1,6 +1,6 @@
 """The gateway's way to Kafka: it starts while Kafka is down, and never hangs on it.
 
-The producer is the one ``leadvibe.producing.open_producer`` makes (acks=all, idempotent),
+The producer has the options of every producer (``leadvibe.producing.PRODUCER_OPTIONS``),
 but it is started on demand: when Kafka does not answer as the gateway starts, the gateway
 starts anyway and each publish tries again. Every wait for Kafka is bounded; past the
 bound the client gets 503 with Retry-After.
@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from ingest_gateway.errors import ServiceUnavailable
-from leadvibe.producing import publish_batched
+from leadvibe.producing import PRODUCER_OPTIONS, publish_batched
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +38,13 @@ class GatewayProducer(AIOKafkaProducer):  # type: ignore[misc]
     """An idempotent, acks=all producer that connects on first use."""
 
     def __init__(self, bootstrap_servers: str) -> None:
-        # The options of leadvibe.producing.open_producer; a request that Kafka does not
-        # answer fails within the publish deadline instead of aiokafka's default 40 s.
+        # A request that Kafka does not answer fails within the publish deadline instead
+        # of aiokafka's default 40 s.
         super().__init__(
             bootstrap_servers=bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
             linger_ms=5,
-            max_batch_size=512 * 1024,
-            compression_type=None,
             request_timeout_ms=int(PUBLISH_TIMEOUT * 1000),
+            **PRODUCER_OPTIONS,
         )
         self._started = False
         self._starting = asyncio.Lock()

@@ -6,11 +6,19 @@ import asyncio
 import struct
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
+
+PRODUCER_OPTIONS: Final[dict[str, Any]] = {
+    "acks": "all",  # every in-sync replica has the record before it counts as sent
+    "enable_idempotence": True,  # a retried send is never written twice
+    "max_batch_size": 512 * 1024,
+    "compression_type": None,
+}
+"""The options of every producer of the project."""
 
 
 @asynccontextmanager
@@ -24,13 +32,7 @@ async def open_producer(
     (a consume loop publishing inside its transaction) loses them on each publish.
     """
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=linger_ms,
-        max_batch_size=512 * 1024,
-        compression_type=None,
-        **options,
+        bootstrap_servers=bootstrap_servers, linger_ms=linger_ms, **PRODUCER_OPTIONS, **options
     )
     await producer.start()
     try:
