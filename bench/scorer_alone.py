@@ -1,6 +1,6 @@
 """Scorer throughput: events per second from a full topic into the projections.
 
-    source scripts/env.sh && .venv/bin/python scripts/bench_scorer.py \
+    source scripts/env.sh && .venv/bin/python -m bench.scorer_alone \
         [--events 200000] [--people 20000] [--runs 3] [--processes 1] [--batch 20000]
 
 Publishes N events once into a fresh topic namespace (a mix of lead ids, aliases that

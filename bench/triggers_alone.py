@@ -1,6 +1,6 @@
 """Trigger service throughput: scored records per second with 20 active triggers.
 
-    source scripts/env.sh && .venv/bin/python scripts/bench_triggers.py [--records 200000]
+    source scripts/env.sh && .venv/bin/python -m bench.triggers_alone [--records 200000]
 
 Publishes N scored records once into a fresh topic namespace (20,000 leads whose scores
 climb and sometimes fall, a tenth of the records from imports with ``skip_triggers``),

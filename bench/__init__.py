@@ -1,0 +1,1 @@
+"""``make bench``: the pipeline's throughput beside Kafka's and Postgres's own tools."""
