@@ -46,6 +46,8 @@ async def run_consumer(
     """Consume ``topic`` as a member of ``group`` until ``stop`` is set (default: SIGTERM/SIGINT).
 
     The batch in hand when stop is set is finished and committed before everything closes.
+    Offsets are stored in Postgres under ``group``; the Kafka group id is qualified by the
+    topic namespace (:meth:`schemas.Topics.consumer_group`).
     ``producer_linger_ms`` is the producer's linger (see :func:`open_producer`),
     ``server_settings`` the Postgres settings of the pool's connections.
     """
@@ -53,7 +55,9 @@ async def run_consumer(
     async with (
         open_pool(settings.database_url, server_settings=server_settings) as pool,
         open_producer(settings.kafka_bootstrap_servers, linger_ms=producer_linger_ms) as producer,
-        open_consumer(settings.kafka_bootstrap_servers, group) as consumer,
+        open_consumer(
+            settings.kafka_bootstrap_servers, settings.topics.consumer_group(group)
+        ) as consumer,
     ):
         loop = ConsumeLoop(
             consumer=consumer,

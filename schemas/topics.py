@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Topics:
-    namespace: str = "leadvibe"
+    namespace: str = "leadvibe"  # DEFAULT_NAMESPACE
 
     @property
     def events(self) -> str:
@@ -33,5 +33,15 @@ class Topics:
         """Records a consumer could not process, with the reason; the partition moved on."""
         return f"{self.namespace}.deadletter"
 
+    def consumer_group(self, name: str) -> str:
+        """The Kafka group id of a consumer named ``name`` reading these topics.
 
+        Groups are qualified by the namespace as topics are (``test.x`` → ``test.x.name``):
+        members of one group that read different namespaces would otherwise rebalance one
+        another all the time. The default namespace keeps the plain name.
+        """
+        return name if self.namespace == DEFAULT_NAMESPACE else f"{self.namespace}.{name}"
+
+
+DEFAULT_NAMESPACE = "leadvibe"
 DEFAULT_TOPICS = Topics()
