@@ -19,16 +19,21 @@ STARTED="$LOCAL/run-started"
 
 pids=()
 stop_all() {
-  trap - INT TERM EXIT
+  trap '' INT TERM HUP  # a second Ctrl-C, or the terminal closing, must not cut the cleanup short
   echo
   echo "stopping the services..."
   [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
-  grep -q kafka "$STARTED" && "$ROOT/scripts/kafka.sh" stop
-  grep -q postgres "$STARTED" && "$ROOT/scripts/postgres.sh" stop
+  local deadline=$((SECONDS + 20))  # they finish their batch and commit first
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if grep -q kafka "$STARTED"; then "$ROOT/scripts/kafka.sh" stop; fi
+  if grep -q postgres "$STARTED"; then "$ROOT/scripts/postgres.sh" stop; fi
   echo "stopped."
 }
-trap stop_all INT TERM EXIT
+trap stop_all EXIT
+trap 'exit 130' INT TERM HUP
 
 start() {  # start NAME MODULE: run `python -m MODULE` in the background, log to a file
   "$VENV_BIN/python" -m "$2" >> "$LOGS/$1.log" 2>&1 &
@@ -52,3 +57,4 @@ echo
 # Exit (and stop everything) as soon as any service dies, or on Ctrl-C.
 wait -n "${pids[@]}" || true
 echo "a service exited; see $LOGS" >&2
+exit 1
