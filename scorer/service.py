@@ -94,6 +94,7 @@ async def run(
         make_handler=make_handler,
         stop=stop,
         max_records=max_records,
+        producer_linger_ms=0,  # publish_batched fills whole batches: a linger only adds delay
     )
 
 
