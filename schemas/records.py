@@ -49,12 +49,21 @@ class LeadEvent(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class ConflictingAlias(msgspec.Struct, frozen=True):
+    """An alias an event named that another lead owns: it stayed with ``owner_lead_id``."""
+
+    alias: Alias
+    owner_lead_id: str
+
+
 class ScoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     """What the scorer did with one event, on topic ``leadvibe.scored``.
 
-    ``lead_created`` and ``aliases_attached`` record the identity decisions the scorer
-    took, so that a replay rebuilds the same leads instead of deciding again.
-    ``replay`` is true for records produced by a replay or rescore: no trigger fires on them.
+    ``lead_created``, ``aliases_attached`` and ``alias_conflicts`` record the identity
+    decisions the scorer took, so that a replay rebuilds the same leads instead of deciding
+    again. ``replay`` is true for records produced by a replay or rescore: no trigger fires
+    on them. Of several records for one event, the latest counts: a replay's record for an
+    event carries the decisions of the record it supersedes, with the event's new points.
     """
 
     version: int = 1
@@ -73,6 +82,9 @@ class ScoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     row: int | None = None
     lead_created: bool = False
     aliases_attached: tuple[Alias, ...] = ()
+    alias_conflicts: tuple[ConflictingAlias, ...] | None = None
+    """Aliases the event named that other leads own (each stayed with its owner); None in
+    the records of scorers older than this field, which did not say."""
 
 
 class TriggerFired(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from schemas import LeadEvent, ScoredEvent
+from schemas import ConflictingAlias, LeadEvent, ScoredEvent
 from scorer.resolution import Resolved
 from scorer.scoring import RuleBook, Score
 from scorer.store import AliasClaim, ConflictRow, EventRow, LeadDelta, LeadTotal
@@ -104,9 +104,14 @@ class Plan:
                     row=event.row,
                     lead_created=lead_created,
                     aliases_attached=item.resolved.attached,
+                    alias_conflicts=_conflicts(item.resolved) if item.resolved.conflicts else (),
                 )
             )
         return rows, scored
+
+
+def _conflicts(resolved: Resolved) -> tuple[ConflictingAlias, ...]:
+    return tuple(ConflictingAlias(c.alias, c.owner_lead_id) for c in resolved.conflicts)
 
 
 @dataclass(slots=True)
