@@ -44,3 +44,15 @@ async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int)
         return created
     finally:
         await admin.close()
+
+
+async def delete_topics(bootstrap_servers: str, topics: Topics) -> None:
+    """Delete a namespace's topics (those that exist): for throw-away namespaces of tests."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        names = {t.name for t in topic_specs(topics, 1)} & set(await admin.list_topics())
+        if names:
+            await admin.delete_topics(sorted(names))
+    finally:
+        await admin.close()

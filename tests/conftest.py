@@ -24,7 +24,7 @@ from ingest_gateway.app import create_app
 from leadvibe.db import migrate, open_pool
 from leadvibe.settings import Settings
 from leadvibe.tenancy import create_token, ensure_unit
-from leadvibe.topics import ensure_topics
+from leadvibe.topics import delete_topics, ensure_topics
 from schemas import Topics
 from scorer.service import run as run_scorer
 from tests.containers import (
@@ -115,6 +115,8 @@ async def settings(base_settings: Settings, template_database: str) -> AsyncIter
         topics=topics,
         events_partitions=TEST_PARTITIONS,
     )
+    # Thousands of tests' topics would outgrow a broker with a small heap: delete them.
+    await delete_topics(base_settings.kafka_bootstrap_servers, topics)
     admin = await asyncpg.connect(base_settings.database_url)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
