@@ -24,16 +24,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ingest_gateway.auth import require_principal
-from ingest_gateway.bodies import query_int
 from ingest_gateway.errors import BadRequest, NotFound
+from ingest_gateway.paging import Page
 from ingest_gateway.responses import JSON
 from ingest_gateway.state import state_of
 from schemas import ALIAS_KINDS, AliasKind
 from schemas.aliases import normalise
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 100
-MAX_PAGE = 100_000
 
 _KIND_ORDER = "ARRAY[" + ", ".join(f"'{kind}'" for kind in ALIAS_KINDS) + "]"
 
@@ -67,20 +63,6 @@ def _not_found(lead_id: str) -> NotFound:
     return NotFound(f"No lead {lead_id!r} in this unit.")
 
 
-def _page(request: Request) -> tuple[int, int]:
-    page = query_int(request, "page", 1, low=1, high=MAX_PAGE)
-    limit = query_int(request, "limit", DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
-    return page, limit
-
-
-def _listing(name: str, items: list[Any], page: int, limit: int) -> JSON:
-    """A page of at most ``limit`` items, from ``items`` fetched with one extra."""
-    more = len(items) > limit
-    return JSON(
-        {name: items[:limit], "page": page, "limit": limit, "next_page": page + 1 if more else None}
-    )
-
-
 async def get_lead(request: Request) -> Response:
     """GET /leads/{lead_id}."""
     principal = await require_principal(request)
@@ -99,14 +81,14 @@ async def list_leads(request: Request) -> Response:
     given = [kind for kind in ALIAS_KINDS if kind in request.query_params]
     if given:
         return await _lead_by_alias(request, principal.unit_id, given)
-    page, limit = _page(request)
+    page = Page.of(request)
     rows = await state_of(request).pool.fetch(
         _LEAD + " WHERE l.unit_id = $1 ORDER BY l.score DESC, l.lead_id LIMIT $2 OFFSET $3",
         principal.unit_id,
-        limit + 1,
-        (page - 1) * limit,
+        page.fetch,
+        page.offset,
     )
-    return _listing("leads", [_lead_json(r) for r in rows], page, limit)
+    return page.listing("leads", [_lead_json(r) for r in rows])
 
 
 async def _lead_by_alias(request: Request, unit_id: str, given: list[AliasKind]) -> Response:
@@ -176,7 +158,7 @@ def _filters(request: Request, unit_id: str, names: tuple[str, ...]) -> tuple[st
 async def list_events(request: Request) -> Response:
     """GET /events?lead_id=&event_type=&page=&limit=: newest first (by the event's time)."""
     principal = await require_principal(request)
-    page, limit = _page(request)
+    page = Page.of(request)
     where, args = _filters(request, principal.unit_id, ("lead_id", "event_type"))
     n = len(args)
     rows = await state_of(request).pool.fetch(
@@ -185,8 +167,8 @@ async def list_events(request: Request) -> Response:
             FROM events WHERE {where}
             ORDER BY occurred_at DESC, event_id DESC LIMIT ${n + 1} OFFSET ${n + 2}""",
         *args,
-        limit + 1,
-        (page - 1) * limit,
+        page.fetch,
+        page.offset,
     )
     events = [
         {
@@ -205,13 +187,13 @@ async def list_events(request: Request) -> Response:
         }
         for r in rows
     ]
-    return _listing("events", events, page, limit)
+    return page.listing("events", events)
 
 
 async def list_alias_conflicts(request: Request) -> Response:
     """GET /alias-conflicts?lead_id=&page=&limit=: newest first; lead_id matches either side."""
     principal = await require_principal(request)
-    page, limit = _page(request)
+    page = Page.of(request)
     args: list[Any] = [principal.unit_id]
     where = "unit_id = $1"
     lead_id = request.query_params.get("lead_id")
@@ -225,8 +207,8 @@ async def list_alias_conflicts(request: Request) -> Response:
             ORDER BY detected_at DESC, event_id DESC, kind, value
             LIMIT ${n + 1} OFFSET ${n + 2}""",
         *args,
-        limit + 1,
-        (page - 1) * limit,
+        page.fetch,
+        page.offset,
     )
     conflicts = [
         {
@@ -238,7 +220,7 @@ async def list_alias_conflicts(request: Request) -> Response:
         }
         for r in rows
     ]
-    return _listing("conflicts", conflicts, page, limit)
+    return page.listing("conflicts", conflicts)
 
 
 ROUTES: list[Route] = [

@@ -23,7 +23,8 @@ from starlette.routing import Route
 
 from ingest_gateway.auth import require_principal
 from ingest_gateway.bodies import read_json
-from ingest_gateway.errors import BadRequest, Conflict, NotFound
+from ingest_gateway.errors import Conflict, NotFound
+from ingest_gateway.fields import flag, integer, invalid, json_object, name
 from ingest_gateway.responses import JSON
 from ingest_gateway.state import state_of
 from leadvibe.db import Connection
@@ -48,75 +49,56 @@ class RulesetSpec:
     """(event_type, points), in the client's order."""
 
 
-def _invalid(field: str, problem: str) -> BadRequest:
-    return BadRequest(f"{field}: {problem}", code="invalid_field", field=field)
-
-
 def _timestamp(body: dict[str, Any], field: str) -> datetime | None:
     raw = body.get(field)
     if raw is None:
         return None
     if not isinstance(raw, str):
-        raise _invalid(field, "must be an RFC 3339 timestamp string or null.")
+        raise invalid(field, "must be an RFC 3339 timestamp string or null.")
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise _invalid(field, f"{raw!r} is not an RFC 3339 timestamp.") from None
+        raise invalid(field, f"{raw!r} is not an RFC 3339 timestamp.") from None
     if value.tzinfo is None:
-        raise _invalid(field, f"{raw!r} needs a UTC offset, such as Z or +02:00.")
+        raise invalid(field, f"{raw!r} needs a UTC offset, such as Z or +02:00.")
     return value
 
 
 def _rule(item: object, index: int, seen: set[str]) -> tuple[str, int]:
     where = f"rules[{index}]"
     if not isinstance(item, dict):
-        raise _invalid(where, 'must be an object {"event_type": ..., "points": ...}.')
+        raise invalid(where, 'must be an object {"event_type": ..., "points": ...}.')
     for key in item:
         if key not in ("event_type", "points"):
-            raise _invalid(f"{where}.{key}", "unknown field; a rule has event_type and points.")
+            raise invalid(f"{where}.{key}", "unknown field; a rule has event_type and points.")
     event_type = item.get("event_type")
     if not isinstance(event_type, str) or not event_type.strip():
-        raise _invalid(f"{where}.event_type", "required, a non-empty string.")
+        raise invalid(f"{where}.event_type", "required, a non-empty string.")
     event_type = event_type.strip()
     if len(event_type) > EVENT_TYPE_LIMIT:
-        raise _invalid(f"{where}.event_type", f"at most {EVENT_TYPE_LIMIT} characters.")
+        raise invalid(f"{where}.event_type", f"at most {EVENT_TYPE_LIMIT} characters.")
     if event_type in seen:
-        raise _invalid(f"{where}.event_type", f"{event_type!r} has a rule already.")
+        raise invalid(f"{where}.event_type", f"{event_type!r} has a rule already.")
     seen.add(event_type)
-    points = item.get("points")
-    if not isinstance(points, int) or isinstance(points, bool):
-        raise _invalid(f"{where}.points", "required, an integer (negative allowed).")
-    if abs(points) > POINTS_LIMIT:
-        raise _invalid(f"{where}.points", f"must be between -{POINTS_LIMIT} and {POINTS_LIMIT}.")
-    return event_type, points
+    return event_type, integer(item.get("points"), f"{where}.points", POINTS_LIMIT)
 
 
 def parse_ruleset(body: Any) -> RulesetSpec:
     """The ruleset in a request body; 400 naming the first field that is wrong."""
-    if not isinstance(body, dict):
-        raise BadRequest("The body must be a JSON object.", code="invalid_body")
-    for key in body:
-        if key not in _FIELDS:
-            raise _invalid(key, f"unknown field; a ruleset has {', '.join(sorted(_FIELDS))}.")
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise _invalid("name", "required, a non-empty string.")
-    if len(name.strip()) > NAME_LIMIT:
-        raise _invalid("name", f"at most {NAME_LIMIT} characters.")
-    active = body.get("active", True)
-    if not isinstance(active, bool):
-        raise _invalid("active", "must be true or false.")
+    body = json_object(body, _FIELDS, "a ruleset")
+    ruleset_name = name(body, NAME_LIMIT)
+    active = flag(body, "active", default=True)
     starts_at, ends_at = _timestamp(body, "starts_at"), _timestamp(body, "ends_at")
     if starts_at is not None and ends_at is not None and ends_at <= starts_at:
-        raise _invalid("ends_at", "must be after starts_at.")
+        raise invalid("ends_at", "must be after starts_at.")
     rules = body.get("rules")
     if not isinstance(rules, list):
-        raise _invalid("rules", 'required, a list of {"event_type": ..., "points": ...}.')
+        raise invalid("rules", 'required, a list of {"event_type": ..., "points": ...}.')
     if len(rules) > RULES_LIMIT:
-        raise _invalid("rules", f"at most {RULES_LIMIT} rules per ruleset.")
+        raise invalid("rules", f"at most {RULES_LIMIT} rules per ruleset.")
     seen: set[str] = set()
     parsed = tuple(_rule(item, i, seen) for i, item in enumerate(rules))
-    return RulesetSpec(name.strip(), active, starts_at, ends_at, parsed)
+    return RulesetSpec(ruleset_name, active, starts_at, ends_at, parsed)
 
 
 # --- storage -------------------------------------------------------------------------

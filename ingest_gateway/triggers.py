@@ -31,8 +31,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ingest_gateway.auth import require_principal
-from ingest_gateway.bodies import query_int, read_json
+from ingest_gateway.bodies import read_json
 from ingest_gateway.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+from ingest_gateway.fields import flag, integer, invalid, json_object, name
+from ingest_gateway.paging import Page
 from ingest_gateway.responses import JSON
 from ingest_gateway.state import state_of
 from schemas.ids import sortable_id
@@ -44,9 +46,6 @@ EVENT_TYPE_LIMIT = 200
 THRESHOLD_LIMIT = 2**53 - 1  # exact in every JSON client
 _FIELDS = {"name", "score_threshold", "event_type", "fire_mode", "webhook_url", "active"}
 _DELIVERY_STATUSES = ("pending", "delivered", "failed")
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 100
-MAX_PAGE = 100_000
 
 
 @dataclass(frozen=True)
@@ -61,49 +60,29 @@ class TriggerSpec:
     active: bool
 
 
-def _invalid(field: str, problem: str) -> BadRequest:
-    return BadRequest(f"{field}: {problem}", code="invalid_field", field=field)
-
-
 def parse_spec(body: Any) -> TriggerSpec:
     """The trigger in a request body; 400 naming the first field that is wrong."""
-    if not isinstance(body, dict):
-        raise BadRequest("The body must be a JSON object.", code="invalid_body")
-    for key in body:
-        if key not in _FIELDS:
-            raise _invalid(key, f"unknown field; a trigger has {', '.join(sorted(_FIELDS))}.")
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise _invalid("name", "required, a non-empty string.")
-    if len(name.strip()) > NAME_LIMIT:
-        raise _invalid("name", f"at most {NAME_LIMIT} characters.")
-    threshold = body.get("score_threshold")
-    if not isinstance(threshold, int) or isinstance(threshold, bool):
-        raise _invalid("score_threshold", "required, an integer (negative allowed).")
-    if abs(threshold) > THRESHOLD_LIMIT:
-        raise _invalid(
-            "score_threshold", f"must be between -{THRESHOLD_LIMIT} and {THRESHOLD_LIMIT}."
-        )
+    body = json_object(body, _FIELDS, "a trigger")
+    trigger_name = name(body, NAME_LIMIT)
+    threshold = integer(body.get("score_threshold"), "score_threshold", THRESHOLD_LIMIT)
     event_type = body.get("event_type")
     if event_type is not None:
         if not isinstance(event_type, str) or not event_type.strip():
-            raise _invalid("event_type", "a non-empty string, or null for any event type.")
+            raise invalid("event_type", "a non-empty string, or null for any event type.")
         event_type = event_type.strip()
         if len(event_type) > EVENT_TYPE_LIMIT:
-            raise _invalid("event_type", f"at most {EVENT_TYPE_LIMIT} characters.")
+            raise invalid("event_type", f"at most {EVENT_TYPE_LIMIT} characters.")
     fire_mode = body.get("fire_mode")
     if fire_mode not in FIRE_MODES:
-        raise _invalid(
+        raise invalid(
             "fire_mode",
             'required, "once" (at most one firing per lead, ever) or "always" (every crossing).',
         )
     url = body.get("webhook_url")
     if not isinstance(url, str) or not url.strip():
-        raise _invalid("webhook_url", "required, the http or https URL that firings are POSTed to.")
-    active = body.get("active", True)
-    if not isinstance(active, bool):
-        raise _invalid("active", "must be true or false.")
-    return TriggerSpec(name.strip(), threshold, event_type, fire_mode, url.strip(), active)
+        raise invalid("webhook_url", "required, the http or https URL that firings are POSTed to.")
+    active = flag(body, "active", default=True)
+    return TriggerSpec(trigger_name, threshold, event_type, fire_mode, url.strip(), active)
 
 
 async def _checked_spec(request: Request) -> TriggerSpec:
@@ -272,8 +251,7 @@ async def list_firings(request: Request) -> Response:
     """GET /triggers/{id}/firings?status=&lead_id=&page=&limit=: newest first."""
     principal = await require_principal(request)
     trigger_id = request.path_params["trigger_id"]
-    page = query_int(request, "page", 1, low=1, high=MAX_PAGE)
-    limit = query_int(request, "limit", DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
+    page = Page.of(request)
     status = request.query_params.get("status") or None
     if status is not None and status not in _DELIVERY_STATUSES:
         raise BadRequest(
@@ -304,10 +282,9 @@ async def list_firings(request: Request) -> Response:
             trigger_id,
             status,
             lead_id,
-            limit + 1,  # one more, to tell whether there is a next page
-            (page - 1) * limit,
+            page.fetch,
+            page.offset,
         )
-        rows, more = rows[:limit], len(rows) > limit
         attempt_rows = await conn.fetch(
             """SELECT firing_id, attempt, started_at, duration_ms, status_code, error
                FROM webhook_attempts
@@ -328,9 +305,7 @@ async def list_firings(request: Request) -> Response:
             }
         )
     firings = [_firing(r, attempts.get(r["firing_id"], [])) for r in rows]
-    return JSON(
-        {"firings": firings, "page": page, "limit": limit, "next_page": page + 1 if more else None}
-    )
+    return page.listing("firings", firings)
 
 
 ROUTES: list[Route] = [
