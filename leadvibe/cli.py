@@ -3,6 +3,8 @@
 leadvibe token create --org ORG --unit UNIT   print a new API token (and nothing else)
 leadvibe migrate                              apply the database migrations
 leadvibe topics create                        create the Kafka topics
+leadvibe replay [--unit UNIT]                 rebuild the projections from the topics
+leadvibe rescore [--unit UNIT]                every score again under today's rules
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from leadvibe.db import migrate
 from leadvibe.settings import Settings, SettingsError
 from leadvibe.tenancy import create_token
 from leadvibe.topics import ensure_topics
+from scorer.progress import Report
+from scorer.replay import ReplayError, replay, rescore
 
 
 async def _token_create(settings: Settings, org: str, unit: str) -> None:
@@ -46,6 +50,18 @@ async def _topics_create(settings: Settings) -> None:
     print(f"topics created: {', '.join(created) or 'none (all exist)'}", file=sys.stderr)
 
 
+async def _replay(settings: Settings, command: str, unit: str | None) -> int:
+    run = rescore if command == "rescore" else replay
+    try:
+        summary = await run(settings, unit, progress=Report(command))
+    except ReplayError as exc:
+        print(f"leadvibe {command}: {exc}", file=sys.stderr)
+        return 1
+    for line in summary.lines():
+        print(f"{command}: {line}", file=sys.stderr)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadvibe", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     topics.add_subparsers(dest="action", required=True).add_parser(
         "create", help="create the topics that do not exist yet"
     )
+
+    for name, help_text in (
+        ("replay", "rebuild the projections (leads, aliases, events, scores) from the topics"),
+        ("rescore", "recompute every score under today's rules (a replay)"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--unit", metavar="UNIT", help="a unit id (default: every unit)")
     return parser
 
 
@@ -82,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_migrate(settings))
         elif args.command == "topics":
             asyncio.run(_topics_create(settings))
+        elif args.command in ("replay", "rescore"):
+            return asyncio.run(_replay(settings, args.command, args.unit))
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"leadvibe: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,186 @@
+"""The topics' records as the rows a replay stages: pure functions over decoded records.
+
+A scored record becomes one ``rp_scored`` row (the event as the scorer applied it, where
+the record sits in the log, the points it had, and the number of its points under the
+rules of today), plus one ``rp_attached`` row per alias it attached and one
+``rp_conflicts`` row per conflict it recorded. An events-topic record becomes one
+``rp_facts`` row: where the event sits and its metadata, kept as the JSON text it came
+as (Postgres makes it jsonb; it is never parsed here).
+
+Scores are numbered rather than spelled out per row: the rules give few distinct scores
+(one per event type, a few more for dated rulesets), so a row carries a small number and
+:class:`ScoreIds` keeps the total and per-ruleset points of each number once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+
+from schemas import DecodeError, ScoredEvent, decode
+from scorer.scoring import ZERO, RuleBook, Score
+
+StagedRow = tuple[Any, ...]
+
+
+class LogRecord(Protocol):
+    """What a replay needs of a Kafka record (aiokafka's ConsumerRecord has it)."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class EventFacts(msgspec.Struct, frozen=True):
+    """What a replay takes from an events-topic record: the rest comes from scored records."""
+
+    event_id: str
+    unit_id: str
+    metadata: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
+
+
+_facts = msgspec.json.Decoder(EventFacts)
+
+
+@dataclass
+class ScoreIds:
+    """A number for each distinct score, and what each number stands for."""
+
+    _ids: dict[Score, int] = field(default_factory=lambda: {ZERO: 0})
+    totals: list[StagedRow] = field(default_factory=lambda: [(0, 0)])
+    """(score_id, total points): the rows of ``rp_scores``."""
+    parts: list[StagedRow] = field(default_factory=list)
+    """(score_id, ruleset_id, points): the rows of ``rp_score_parts``."""
+
+    def of(self, score: Score) -> int:
+        number = self._ids.get(score)
+        if number is None:
+            number = self._ids[score] = len(self._ids)
+            self.totals.append((number, score.total))
+            self.parts.extend((number, ruleset, points) for ruleset, points in score.by_ruleset)
+        return number
+
+
+class Units:
+    """Which units a replay rebuilds: one, or every unit that exists."""
+
+    def __init__(self, unit_ids: Iterable[str], *, only: str | None = None) -> None:
+        self.ids = frozenset(unit_ids)
+        self.only = only
+        self._prefix = f"{only}:".encode() if only is not None else None
+
+    def may_hold(self, key: bytes | None) -> bool:
+        """False when the record's key (``unit:...``) says it is another unit's."""
+        return self._prefix is None or key is None or key.startswith(self._prefix)
+
+
+@dataclass
+class StagedScored:
+    """The staging rows of a run of scored records."""
+
+    scored: list[StagedRow] = field(default_factory=list)
+    attached: list[StagedRow] = field(default_factory=list)
+    conflicts: list[StagedRow] = field(default_factory=list)
+    undecodable: int = 0
+
+
+def stage_scored(
+    records: Iterable[LogRecord], units: Units, book: RuleBook, scores: ScoreIds
+) -> StagedScored:
+    """The rows of the scored records of ``units``, with their points under ``book``."""
+    staged = StagedScored()
+    rows, attached, conflicts = staged.scored, staged.attached, staged.conflicts
+    wanted = units.ids
+    for r in records:
+        if not units.may_hold(r.key):
+            continue
+        try:
+            s = decode(r.value, ScoredEvent)
+        except DecodeError:
+            staged.undecodable += 1
+            continue
+        unit_id = s.unit_id
+        if unit_id not in wanted:
+            continue
+        event_id, partition, offset = s.event_id, r.partition, r.offset
+        score = book.score(unit_id, s.event_type, s.timestamp)
+        rows.append(
+            (
+                unit_id,
+                event_id,
+                s.lead_id,
+                s.event_type,
+                s.timestamp,
+                s.source,
+                s.skip_triggers,
+                s.import_id,
+                s.row,
+                s.lead_created,
+                s.replay,
+                s.alias_conflicts is not None,
+                partition,
+                offset,
+                r.timestamp,
+                s.points,
+                s.score_before,
+                s.score_after,
+                scores.of(score),
+            )
+        )
+        for n, alias in enumerate(s.aliases_attached):
+            attached.append((unit_id, event_id, partition, offset, n, alias.kind, alias.value))
+        for n, conflict in enumerate(s.alias_conflicts or ()):
+            alias = conflict.alias
+            conflicts.append(
+                (
+                    unit_id,
+                    event_id,
+                    partition,
+                    offset,
+                    n,
+                    alias.kind,
+                    alias.value,
+                    conflict.owner_lead_id,
+                )
+            )
+    return staged
+
+
+def stage_facts(records: Iterable[LogRecord], units: Units) -> tuple[list[StagedRow], int]:
+    """The ``rp_facts`` rows of the events of ``units``, and how many did not decode.
+
+    Records that do not decode were dead-lettered by the scorer, which never applied them:
+    no scored record will ask for their facts.
+    """
+    rows: list[StagedRow] = []
+    undecodable = 0
+    wanted = units.ids
+    for r in records:
+        if not units.may_hold(r.key) or r.value is None:
+            continue
+        try:
+            facts = _facts.decode(r.value)
+        except msgspec.DecodeError:
+            undecodable += 1
+            continue
+        if facts.unit_id in wanted:
+            rows.append(
+                (
+                    facts.unit_id,
+                    facts.event_id,
+                    r.partition,
+                    r.offset,
+                    bytes(facts.metadata).decode(),
+                )
+            )
+    return rows, undecodable

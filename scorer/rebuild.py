@@ -1,0 +1,434 @@
+"""The replay's SQL: staging tables, the projections rebuilt in them, the switch to them.
+
+Everything is staged in temporary tables of the replay's own connection (``rp_*``): they
+cost no WAL, vanish with the connection, and no one else sees them. The topics' records
+go in by binary COPY (:mod:`scorer.log_rows` shapes them); every later step is one
+set-based statement over all of them.
+
+The switch touches only rows that differ: for each projection, a DELETE of the units'
+rows the rebuild does not have, an UPDATE of those whose content differs, an INSERT of
+those missing. A replay that finds the projections right writes nothing; one after a rule
+change rewrites the scores that moved; one after the projections were dropped inserts
+them all. Timestamps that say when the scorer first wrote a row (``events.scored_at``,
+``leads.created_at``, ``aliases.created_at``, ``alias_conflicts.detected_at``) are kept
+when the row is kept, and otherwise taken from the Kafka timestamp of the scored record
+that decided it: the time the scorer published it, within its batch's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from leadvibe.consuming import _lock_offsets
+from leadvibe.db import Connection
+from scorer.log_rows import StagedRow
+
+REPLAY_LOCK = 0x1EAD_5E91
+"""Advisory lock a replay holds for its whole run: one replay or rescore at a time."""
+
+SESSION_SETTINGS = {
+    # Temporary tables live in the session's own buffers (8 MB unless told otherwise).
+    "temp_buffers": "1GB",
+    "work_mem": "256MB",
+    # Planned per run: the staging tables' sizes are what they are now.
+    "plan_cache_mode": "force_custom_plan",
+}
+
+SCORED_COLUMNS = (
+    "unit_id",
+    "event_id",
+    "lead_id",
+    "event_type",
+    "occurred_at",
+    "source",
+    "skip_triggers",
+    "import_id",
+    "import_row",
+    "lead_created",
+    "replay",
+    "conflicts_known",
+    "part",
+    "off",
+    "ts_ms",
+    "points_was",
+    "score_before_was",
+    "score_after_was",
+    "score_id",
+)
+ATTACHED_COLUMNS = ("unit_id", "event_id", "part", "off", "ord", "kind", "value")
+CONFLICT_COLUMNS = ("unit_id", "event_id", "part", "off", "ord", "kind", "value", "owner_lead_id")
+FACT_COLUMNS = ("unit_id", "event_id", "part", "off", "metadata")
+
+_STAGING = """
+DROP TABLE IF EXISTS rp_scored, rp_attached, rp_conflicts, rp_facts, rp_scores,
+    rp_score_parts, rp_offsets, rp_events, rp_occ, rp_new_events, rp_new_leads,
+    rp_new_ruleset_scores, rp_new_aliases, rp_new_conflicts, rp_new_imports;
+
+-- Every scored record of the units replayed, where it sits in the log, the points it had
+-- and the number of the points the rules give it today (rp_scores).
+CREATE TEMP TABLE rp_scored (
+    unit_id text, event_id text, lead_id text, event_type text, occurred_at timestamptz,
+    source text, skip_triggers boolean, import_id text, import_row integer,
+    lead_created boolean, replay boolean, conflicts_known boolean,
+    part integer, off bigint, ts_ms bigint,
+    points_was bigint, score_before_was bigint, score_after_was bigint, score_id integer);
+-- The aliases a scored record attached, and the conflicts it recorded (ord: their order).
+CREATE TEMP TABLE rp_attached (
+    unit_id text, event_id text, part integer, off bigint, ord integer, kind text, value text);
+CREATE TEMP TABLE rp_conflicts (
+    unit_id text, event_id text, part integer, off bigint, ord integer, kind text, value text,
+    owner_lead_id text);
+-- Every events-topic record of the units: where it sits, and its metadata as JSON text.
+CREATE TEMP TABLE rp_facts (
+    unit_id text, event_id text, part integer, off bigint, metadata text);
+CREATE TEMP TABLE rp_scores (score_id integer PRIMARY KEY, total bigint);
+CREATE TEMP TABLE rp_score_parts (score_id integer, ruleset_id text, points bigint);
+-- The scorer's stored offsets on the events topic, locked; empty: the log alone decides.
+CREATE TEMP TABLE rp_offsets (part integer PRIMARY KEY, next_offset bigint);
+
+-- The latest record of each event, where its latest original (not replay) record sits,
+-- and when that one was published.
+CREATE TEMP TABLE rp_events (
+    unit_id text, event_id text, lead_id text, event_type text, occurred_at timestamptz,
+    source text, skip_triggers boolean, import_id text, import_row integer,
+    lead_created boolean, conflicts_known boolean, part integer, off bigint, score_id integer,
+    points_was bigint, score_before_was bigint, score_after_was bigint,
+    seq bigint, first_ts_ms bigint);
+-- Per event: whether an occurrence of it is below the scorer's offsets, and its metadata.
+CREATE TEMP TABLE rp_occ (unit_id text, event_id text, metadata text, committed boolean);
+
+-- The projections as rebuilt.
+CREATE TEMP TABLE rp_new_events (
+    unit_id text, event_id text, lead_id text, event_type text, occurred_at timestamptz,
+    source text, skip_triggers boolean, import_id text, import_row integer,
+    points bigint, score_after bigint, metadata jsonb, scored_at timestamptz,
+    score_id integer, lead_created boolean, conflicts_known boolean,
+    part integer, off bigint, seq bigint, last_of_lead boolean,
+    points_was bigint, score_before_was bigint, score_after_was bigint);
+CREATE TEMP TABLE rp_new_leads (
+    unit_id text, lead_id text, score bigint, event_count bigint,
+    first_event_at timestamptz, last_event_at timestamptz,
+    created_at timestamptz, updated_at timestamptz);
+CREATE TEMP TABLE rp_new_ruleset_scores (
+    unit_id text, lead_id text, ruleset_id text, score bigint);
+CREATE TEMP TABLE rp_new_aliases (
+    unit_id text, kind text, value text, lead_id text, event_id text, created_at timestamptz);
+CREATE TEMP TABLE rp_new_conflicts (
+    unit_id text, event_id text, kind text, value text, owner_lead_id text,
+    event_lead_id text, detected_at timestamptz);
+CREATE TEMP TABLE rp_new_imports (
+    unit_id text, import_id text, applied bigint, last_applied_at timestamptz);
+"""
+
+
+async def create_staging(conn: Connection) -> None:
+    """(Re)create the empty staging tables of this connection."""
+    await conn.execute(_STAGING)
+
+
+async def try_lock(conn: Connection) -> bool:
+    """Take the replay lock for this connection's session; False if another holds it."""
+    taken: bool = await conn.fetchval("SELECT pg_try_advisory_lock($1)", REPLAY_LOCK)
+    return taken
+
+
+async def units_of(conn: Connection, unit_id: str | None) -> list[str]:
+    """The units to replay: ``unit_id`` if it exists, or every unit."""
+    if unit_id is None:
+        rows = await conn.fetch("SELECT unit_id FROM org_units ORDER BY unit_id")
+    else:
+        rows = await conn.fetch("SELECT unit_id FROM org_units WHERE unit_id = $1", unit_id)
+    return [r["unit_id"] for r in rows]
+
+
+async def copy_rows(
+    conn: Connection, table: str, columns: Sequence[str], rows: Sequence[StagedRow]
+) -> None:
+    if rows:
+        await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+
+
+async def stage_scores(
+    conn: Connection, totals: Sequence[StagedRow], parts: Sequence[StagedRow]
+) -> None:
+    """The scores the staged rows' numbers stand for (all of them, again)."""
+    await conn.execute("TRUNCATE rp_scores, rp_score_parts")
+    await copy_rows(conn, "rp_scores", ("score_id", "total"), totals)
+    await copy_rows(conn, "rp_score_parts", ("score_id", "ruleset_id", "points"), parts)
+
+
+async def lock_scorer(
+    conn: Connection, group: str, topic: str, partitions: list[int]
+) -> dict[int, int]:
+    """Lock the scorer's offset rows of every partition (made at 0 where missing): its
+    next batch waits for this transaction. Returns the stored offsets."""
+    # The statement the scorer's own batches take first, so the two serialise on it.
+    return await _lock_offsets(conn, group, topic, sorted(partitions))
+
+
+async def stage_offsets(conn: Connection, offsets: dict[int, int]) -> None:
+    await conn.execute("TRUNCATE rp_offsets")
+    await copy_rows(conn, "rp_offsets", ("part", "next_offset"), list(offsets.items()))
+
+
+_COMPUTE = (
+    "ANALYZE rp_scored, rp_attached, rp_conflicts, rp_facts, rp_scores, rp_score_parts",
+    # A later record of an event supersedes an earlier one (a record published again
+    # after a crash, a replay's record); an event's place in its lead's history is that
+    # of its latest original record, as is the time it was applied. A lead's records share
+    # a partition (their key is unit:lead), so offsets give the order they were applied.
+    """INSERT INTO rp_events
+       SELECT DISTINCT ON (unit_id, event_id)
+              unit_id, event_id, lead_id, event_type, occurred_at, source, skip_triggers,
+              import_id, import_row, lead_created, conflicts_known, part, off, score_id,
+              points_was, score_before_was, score_after_was,
+              coalesce(max(off) FILTER (WHERE NOT replay) OVER same, off),
+              coalesce(max(ts_ms) FILTER (WHERE NOT replay) OVER same, ts_ms)
+       FROM rp_scored
+       WINDOW same AS (PARTITION BY unit_id, event_id, part)
+       ORDER BY unit_id, event_id, ts_ms DESC, off DESC""",
+    # An event is applied when one of its occurrences is below the scorer's offsets: a
+    # record whose batch was rolled back (published, then the scorer died) is not, until
+    # the scorer applies the event again. With no stored offsets, the log alone decides.
+    """INSERT INTO rp_occ
+       SELECT DISTINCT ON (f.unit_id, f.event_id)
+              f.unit_id, f.event_id, f.metadata, coalesce(f.off < o.next_offset, true)
+       FROM rp_facts AS f LEFT JOIN rp_offsets AS o USING (part)
+       ORDER BY f.unit_id, f.event_id, 4 DESC, f.part, f.off""",
+    "ANALYZE rp_events, rp_occ",
+    """INSERT INTO rp_new_events
+       SELECT e.unit_id, e.event_id, e.lead_id, e.event_type, e.occurred_at, e.source,
+              e.skip_triggers, e.import_id, e.import_row, s.total,
+              sum(s.total) OVER lead_history,
+              coalesce(o.metadata, '{}')::jsonb, to_timestamp(e.first_ts_ms / 1000.0),
+              e.score_id, e.lead_created, e.conflicts_known, e.part, e.off, e.seq,
+              row_number() OVER lead_history = count(*) OVER (PARTITION BY e.unit_id, e.lead_id),
+              e.points_was, e.score_before_was, e.score_after_was
+       FROM rp_events AS e
+       JOIN rp_scores AS s USING (score_id)
+       LEFT JOIN rp_occ AS o USING (unit_id, event_id)
+       WHERE o.committed IS NOT FALSE
+       WINDOW lead_history AS (PARTITION BY e.unit_id, e.lead_id ORDER BY e.part, e.seq
+                               ROWS UNBOUNDED PRECEDING)""",
+    "ANALYZE rp_new_events",
+    """INSERT INTO rp_new_leads
+       SELECT unit_id, lead_id, sum(points), count(*), min(occurred_at), max(occurred_at),
+              coalesce(min(scored_at) FILTER (WHERE lead_created), min(scored_at)),
+              max(scored_at)
+       FROM rp_new_events GROUP BY unit_id, lead_id""",
+    """INSERT INTO rp_new_ruleset_scores
+       SELECT e.unit_id, e.lead_id, p.ruleset_id, sum(p.points)
+       FROM rp_new_events AS e JOIN rp_score_parts AS p USING (score_id)
+       GROUP BY e.unit_id, e.lead_id, p.ruleset_id""",
+    # Only the decisions of an event's latest record count: joined on where it sits.
+    """INSERT INTO rp_new_aliases
+       SELECT DISTINCT ON (a.unit_id, a.kind, a.value)
+              a.unit_id, a.kind, a.value, e.lead_id, e.event_id, e.scored_at
+       FROM rp_attached AS a JOIN rp_new_events AS e USING (unit_id, event_id, part, off)
+       ORDER BY a.unit_id, a.kind, a.value, e.part, e.seq""",
+    """INSERT INTO rp_new_conflicts
+       SELECT c.unit_id, c.event_id, c.kind, c.value, c.owner_lead_id, e.lead_id, e.scored_at
+       FROM rp_conflicts AS c JOIN rp_new_events AS e USING (unit_id, event_id, part, off)""",
+    # Records of scorers older than alias_conflicts did not say: keep what was recorded.
+    """INSERT INTO rp_new_conflicts
+       SELECT c.unit_id, c.event_id, c.kind, c.value, c.owner_lead_id, c.event_lead_id,
+              c.detected_at
+       FROM alias_conflicts AS c JOIN rp_new_events AS e USING (unit_id, event_id)
+       WHERE NOT e.conflicts_known""",
+    """INSERT INTO rp_new_imports
+       SELECT unit_id, import_id, count(*), max(scored_at)
+       FROM rp_new_events WHERE import_id IS NOT NULL GROUP BY unit_id, import_id""",
+    """ANALYZE rp_new_leads, rp_new_ruleset_scores, rp_new_aliases, rp_new_conflicts,
+               rp_new_imports""",
+)
+
+COMPUTE_STEPS = len(_COMPUTE)
+
+
+async def compute(conn: Connection, *, step: Callable[[], object] | None = None) -> None:
+    """Build the projections in staging from the staged records and offsets.
+
+    ``step``, if given, is called after each statement (progress).
+    """
+    for statement in _COMPUTE:
+        await conn.execute(statement)
+        if step is not None:
+            step()
+
+
+class Totals(NamedTuple):
+    leads: int
+    events: int
+    aliases: int
+    conflicts: int
+    imports: int
+    events_rescored: int
+    """Events whose points differ from those of their latest scored record."""
+    leads_rescored: int
+    """Leads whose score differs from the score after their latest scored record."""
+    to_publish: int
+    """Events whose points or scores differ from their latest scored record."""
+
+
+_CHANGED = """(n.points, n.score_after - n.points, n.score_after)
+              IS DISTINCT FROM (n.points_was, n.score_before_was, n.score_after_was)"""
+
+
+async def totals(conn: Connection) -> Totals:
+    row = await conn.fetchrow(
+        f"""SELECT (SELECT count(*) FROM rp_new_leads),
+                   count(*),
+                   (SELECT count(*) FROM rp_new_aliases),
+                   (SELECT count(*) FROM rp_new_conflicts),
+                   (SELECT count(*) FROM rp_new_imports),
+                   count(*) FILTER (WHERE n.points IS DISTINCT FROM n.points_was),
+                   count(*) FILTER (WHERE n.last_of_lead
+                                    AND n.score_after IS DISTINCT FROM n.score_after_was),
+                   count(*) FILTER (WHERE {_CHANGED})
+            FROM rp_new_events AS n"""
+    )
+    assert row is not None
+    return Totals(*row)
+
+
+@dataclass(frozen=True)
+class _Projection:
+    """How one projection table is switched to its staged rows."""
+
+    table: str
+    staged: str
+    key: tuple[str, ...]
+    compared: tuple[str, ...]
+    """Columns whose difference makes the row be updated."""
+    carried: tuple[str, ...] = ()
+    """Columns updated along with the compared ones, their difference alone does not count."""
+    kept: tuple[str, ...] = ()
+    """Columns written when the row is inserted, and kept as they are otherwise."""
+    touched: str | None = None
+    """A column set to now() when the row is updated."""
+
+    def statements(self) -> tuple[str, str, str]:
+        same_key = " AND ".join(f"n.{c} = t.{c}" for c in self.key)
+        delete = f"""DELETE FROM {self.table} AS t
+                     WHERE t.unit_id = ANY($1::text[])
+                       AND NOT EXISTS (SELECT 1 FROM {self.staged} AS n WHERE {same_key})"""
+        sets = [f"{c} = n.{c}" for c in (*self.compared, *self.carried)]
+        if self.touched:
+            sets.append(f"{self.touched} = now()")
+        old = ", ".join(f"t.{c}" for c in self.compared)
+        new = ", ".join(f"n.{c}" for c in self.compared)
+        update = f"""UPDATE {self.table} AS t SET {", ".join(sets)}
+                     FROM {self.staged} AS n
+                     WHERE {same_key} AND ROW({old}) IS DISTINCT FROM ROW({new})"""
+        columns = (*self.key, *self.compared, *self.carried, *self.kept)
+        insert = f"""INSERT INTO {self.table} ({", ".join(columns)})
+                     SELECT {", ".join(f"n.{c}" for c in columns)} FROM {self.staged} AS n
+                     WHERE NOT EXISTS (SELECT 1 FROM {self.table} AS t WHERE {same_key})"""
+        return delete, update, insert
+
+
+PROJECTIONS = (
+    _Projection(
+        "events",
+        "rp_new_events",
+        key=("unit_id", "event_id"),
+        compared=(
+            "lead_id",
+            "event_type",
+            "occurred_at",
+            "source",
+            "skip_triggers",
+            "import_id",
+            "import_row",
+            "points",
+            "score_after",
+            "metadata",
+        ),
+        kept=("scored_at",),
+    ),
+    _Projection(
+        "leads",
+        "rp_new_leads",
+        key=("unit_id", "lead_id"),
+        compared=("score", "event_count", "first_event_at", "last_event_at"),
+        kept=("created_at", "updated_at"),
+        touched="updated_at",
+    ),
+    _Projection(
+        "lead_ruleset_scores",
+        "rp_new_ruleset_scores",
+        key=("unit_id", "lead_id", "ruleset_id"),
+        compared=("score",),
+    ),
+    _Projection(
+        "aliases",
+        "rp_new_aliases",
+        key=("unit_id", "kind", "value"),
+        compared=("lead_id", "event_id"),
+        kept=("created_at",),
+    ),
+    _Projection(
+        "alias_conflicts",
+        "rp_new_conflicts",
+        key=("unit_id", "event_id", "kind", "value"),
+        compared=("owner_lead_id", "event_lead_id"),
+        kept=("detected_at",),
+    ),
+    _Projection(
+        "import_progress",
+        "rp_new_imports",
+        key=("unit_id", "import_id"),
+        compared=("applied",),
+        carried=("last_applied_at",),
+    ),
+)
+
+
+class Written(NamedTuple):
+    """Rows a switch deleted, updated and inserted in one projection."""
+
+    deleted: int
+    updated: int
+    inserted: int
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[1])
+
+
+async def switch(conn: Connection, unit_ids: Sequence[str]) -> dict[str, Written]:
+    """Make the units' projections what staging holds, writing only rows that differ.
+
+    Inside the caller's transaction: readers see the old projections until it commits.
+    """
+    written: dict[str, Written] = {}
+    for projection in PROJECTIONS:
+        delete, update, insert = projection.statements()
+        deleted = _count(await conn.execute(delete, list(unit_ids)))
+        updated = _count(await conn.execute(update))
+        inserted = _count(await conn.execute(insert))
+        written[projection.table] = Written(deleted, updated, inserted)
+    return written
+
+
+CHANGED_RECORDS = f"""
+    SELECT n.unit_id, n.event_id, n.lead_id, n.event_type, n.occurred_at, n.points,
+           n.score_after, n.skip_triggers, n.source, n.import_id, n.import_row,
+           n.lead_created, n.conflicts_known,
+           coalesce(a.kinds, '{{}}') AS attached_kinds, coalesce(a.vals, '{{}}') AS attached_values,
+           coalesce(c.kinds, '{{}}') AS conflict_kinds, coalesce(c.vals, '{{}}') AS conflict_values,
+           coalesce(c.owners, '{{}}') AS conflict_owners
+    FROM rp_new_events AS n
+    LEFT JOIN (SELECT unit_id, event_id, part, off, array_agg(kind ORDER BY ord) AS kinds,
+                      array_agg(value ORDER BY ord) AS vals
+               FROM rp_attached GROUP BY 1, 2, 3, 4) AS a USING (unit_id, event_id, part, off)
+    LEFT JOIN (SELECT unit_id, event_id, part, off, array_agg(kind ORDER BY ord) AS kinds,
+                      array_agg(value ORDER BY ord) AS vals,
+                      array_agg(owner_lead_id ORDER BY ord) AS owners
+               FROM rp_conflicts GROUP BY 1, 2, 3, 4) AS c USING (unit_id, event_id, part, off)
+    WHERE {_CHANGED}
+    ORDER BY n.unit_id, n.lead_id, n.part, n.seq"""
+"""The rebuilt events whose points or scores differ from their latest scored record, in
+the order of their leads' histories, with the decisions that record carried."""
