@@ -3,13 +3,15 @@
 #   make test    the same set-up, then the whole test suite
 #   make test-containers   the integration tests against throw-away containers (testcontainers)
 #   make check   ruff format check, ruff lint, mypy strict
+#   make bench   the benchmark of bench/ (BENCH_ARGS=--quick for a smoke run)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: run test test-containers images check format stack-up stack-down clean
+.PHONY: run test test-containers images check format bench stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
@@ -36,6 +38,16 @@ test: $(STAMP)
 test-containers: $(STAMP) images
 	eval "$$(docker/images.sh env)" && \
 	env -u KAFKA_BOOTSTRAP_SERVERS -u DATABASE_URL $(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+
+# One table: the import, end to end, each consumer alone, the replay, beside Kafka's producer
+# benchmark and Postgres's COPY (README.md, Performance). Starts Kafka and Postgres like
+# `make test`; works in databases and topics of its own, dropped at the end.
+bench: $(STAMP)
+	@started=$$(mktemp); \
+	trap 'grep -q kafka $$started && scripts/kafka.sh stop; grep -q postgres $$started && scripts/postgres.sh stop; rm -f $$started' EXIT; \
+	scripts/stack.sh up $$started && \
+	source scripts/env.sh && \
+	BENCH_COMMAND="make bench $(if $(BENCH_ARGS),BENCH_ARGS='$(BENCH_ARGS)')" $(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 images:
 	docker/engine.sh up

@@ -1,0 +1,328 @@
+"""``make bench``: every row of the issue measured in one run, against one broker and one
+database server, into one table (and the same as JSON).
+
+Each measurement is a step; a step that fails leaves the error in its rows and the
+others still run, so a hiccup of the shared machine costs one row, not the whole run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from bench import baselines, imports, replay, scorer_alone, triggers_alone
+from bench.imports import FILE_SIZE, ImportFile
+from bench.processes import load_average
+from bench.report import Figure, Table, Target
+from bench.seed import make_triggers
+from bench.webhooks import Receiver, webhook_receiver
+from bench.world import World, open_world
+from leadvibe.settings import Settings
+
+T = TypeVar("T")
+
+EVENTS = 1_000_000
+"""The issue's volume for the scorer, the trigger service and the replay."""
+EVENTS_PER_PERSON = 10
+"""As in the 10 MB file (about 8 events per lead) and the scorer's own benchmark."""
+
+
+@dataclass(frozen=True)
+class Config:
+    file_size: int = FILE_SIZE
+    events: int = EVENTS
+    import_runs: int = 5
+    """Runs of rows 1 and 2 and of Kafka's producer benchmark (the issue: medians of 5)."""
+    runs: int = 3
+    """Runs of each measurement over ``events`` (scorer, trigger service, replay, COPY)."""
+
+    @property
+    def people(self) -> int:
+        """People in the scorer's events, leads in the trigger service's records."""
+        return max(1, self.events // EVENTS_PER_PERSON)
+
+    @property
+    def full(self) -> bool:
+        """The issue's volumes, to which its targets apply."""
+        return self.file_size == FILE_SIZE and self.events == EVENTS
+
+
+@dataclass
+class Results:
+    config: Config
+    run_id: str = ""
+    table: Table = field(default_factory=Table)
+    details: dict[str, Any] = field(default_factory=dict)
+    """Every run of every step, for the JSON file."""
+    failures: dict[str, str] = field(default_factory=dict)
+    load: dict[str, float] = field(default_factory=dict)
+    """The machine's 1-minute load average at the end of each step."""
+
+
+def say(message: str) -> None:
+    """Progress, on stderr: the table alone goes to stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses (and lists of them) as JSON-ready dicts."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Harness:
+    def __init__(
+        self, world: World, config: Config, logs: Path, workdir: Path, receiver: Receiver
+    ) -> None:
+        self.world = world
+        self.config = config
+        self.logs = logs
+        self.workdir = workdir
+        self.receiver = receiver
+        self.results = Results(config, world.run_id)
+        self.table = self.results.table
+
+    def target(self, op: Literal["<=", ">="], value: float) -> Target | None:
+        """The issue's target, when this run measures at the issue's volumes."""
+        return Target(op, value) if self.config.full else None
+
+    async def step(self, name: str, run: Callable[[], Awaitable[T]]) -> T | None:
+        """Run one measurement; None (and the error kept) if it failed."""
+        say(f"== {name}")
+        started = time.perf_counter()
+        try:
+            result = await run()
+        except Exception as exc:
+            self.results.failures[name] = f"{type(exc).__name__}: {exc}"
+            say(f"   failed: {self.results.failures[name]}")
+            return None
+        finally:
+            self.results.load[name] = load_average()
+        say(f"   {time.perf_counter() - started:.0f} s (load average {load_average():.1f})")
+        self.results.details[name] = _plain(result)
+        return result
+
+    def failed(self, row: str, label: str, name: str) -> None:
+        first_line = self.results.failures[name].splitlines()[0][:120]
+        self.table.add(Figure(row, label, "", note=f"failed: {first_line}"))
+
+    async def run(self) -> Results:
+        c = self.config
+        file = ImportFile.of_size(c.file_size)
+        megabytes = len(file.data) / (1024 * 1024)
+        say(f"import file: {megabytes:.1f} MB, {file.rows:,} rows (bench.generate)")
+
+        import_label = f"import: {megabytes:.0f} MB CSV, {file.rows:,} rows: upload → 202"
+        done = await self.step(
+            "import", lambda: imports.measure_imports(self.world, file, c.import_runs, self.logs)
+        )
+        import_rate = None
+        if done is None:
+            self.failed("1", import_label, "import")
+        else:
+            import_rate = _median([r.rows_per_second for r in done])
+            self.table.add(
+                Figure("1", import_label, "s", [r.seconds for r in done], self.target("<=", 1.5))
+            )
+            self.table.add(
+                Figure("1", "  rows per second", "rows/s", [r.rows_per_second for r in done])
+            )
+            self.table.add(
+                Figure(
+                    "1",
+                    "  gateway peak RSS (VmHWM)",
+                    "MB",
+                    [r.peak_rss_mb for r in done],
+                    self.target("<=", 150),
+                    statistic="max",
+                )
+            )
+
+        e2e_label = "end to end: 202 → GET /imports/{id} all applied"
+        flows = await self.step(
+            "end to end",
+            lambda: imports.measure_end_to_end(
+                self.world, file, c.import_runs, self.logs, self.receiver
+            ),
+        )
+        if flows is None:
+            self.failed("2", e2e_label, "end to end")
+        else:
+            self.table.add(
+                Figure("2", e2e_label, "s", [r.scored for r in flows], self.target("<=", 3))
+            )
+            self.table.add(
+                Figure(
+                    "2",
+                    "  202 → trigger service at the scored topic's end",
+                    "s",
+                    [r.evaluated for r in flows],
+                    self.target("<=", 4),
+                )
+            )
+            self.table.add(
+                Figure(
+                    "2",
+                    "  upload → 202, scorer and triggers running",
+                    "s",
+                    [r.upload for r in flows],
+                )
+            )
+
+        await self.producer_baseline(file, import_rate)
+        scorer_rate = await self.scorer_alone()
+        await self.copy_baseline(scorer_rate)
+        await self.triggers_alone()
+        await self.replay()
+        return self.results
+
+    async def producer_baseline(self, file: ImportFile, import_rate: float | None) -> None:
+        classpath = baselines.kafka_tools()
+        payloads = baselines.import_payloads(file.data)
+        size = sum(map(len, payloads)) / len(payloads)
+        label = f"Kafka ProducerPerformance: {len(payloads):,} records of {size:.0f} B"
+        if classpath is None:
+            self.table.add(Figure("6", label, "", note="not available: no java or kafka-tools jar"))
+            return
+        runs = await self.step(
+            "Kafka producer",
+            lambda: baselines.measure_producer(
+                self.world, classpath, payloads, self.config.import_runs, self.logs
+            ),
+        )
+        if runs is None:
+            self.failed("6", label, "Kafka producer")
+            return
+        rate = _median([r.records_per_second for r in runs])
+        self.table.add(Figure("6", label, "records/s", [r.records_per_second for r in runs]))
+        if import_rate is not None:
+            self.table.add(
+                Figure(
+                    "6", "  gateway rows/s ÷ Kafka producer records/s", "x", [import_rate / rate]
+                )
+            )
+
+    async def scorer_alone(self) -> float | None:
+        c = self.config
+        label = f"scorer alone: {c.events:,} events in the topic, fresh group"
+
+        async def run() -> list[scorer_alone.ScorerRun]:
+            topics = await self.world.topics("scorer")
+            started = time.perf_counter()
+            await scorer_alone.publish_events(
+                self.world.base.kafka_bootstrap_servers, topics, c.events, c.people
+            )
+            say(f"   published {c.events:,} events in {time.perf_counter() - started:.0f} s")
+            runs = []
+            for number in range(1, c.runs + 1):
+                runs.append(
+                    await scorer_alone.measure(
+                        self.world, topics, c.events, number=number, logs=self.logs
+                    )
+                )
+                say(f"   run {number}: {runs[-1].rate:,.0f} events/s")
+            return runs
+
+        runs = await self.step("scorer alone", run)
+        if runs is None:
+            self.failed("3", label, "scorer alone")
+            return None
+        rates = [r.rate for r in runs]
+        self.table.add(Figure("3", label, "events/s", rates, self.target(">=", 50_000)))
+        return _median(rates)
+
+    async def copy_baseline(self, scorer_rate: float | None) -> None:
+        c = self.config
+        label = f"PostgreSQL COPY: the scorer's {c.events:,} events rows, unindexed"
+        runs = await self.step(
+            "COPY",
+            lambda: baselines.measure_copy(self.world, c.events, c.people, c.runs, self.workdir),
+        )
+        if runs is None:
+            self.failed("6", label, "COPY")
+            return
+        rate = _median([r.rows_per_second for r in runs])
+        self.table.add(Figure("6", label, "rows/s", [r.rows_per_second for r in runs]))
+        if scorer_rate is not None:
+            self.table.add(
+                Figure("6", "  scorer events/s ÷ COPY rows/s", "x", [scorer_rate / rate])
+            )
+
+    async def triggers_alone(self) -> None:
+        c = self.config
+        label = f"trigger service alone: {c.events:,} scored records, 20 triggers"
+        triggers = make_triggers(50, 50)
+
+        async def run() -> list[triggers_alone.TriggerRun]:
+            topics = await self.world.topics("triggers")
+            started = time.perf_counter()
+            await triggers_alone.publish_records(
+                self.world.base.kafka_bootstrap_servers, topics, c.events, c.people
+            )
+            say(
+                f"   published {c.events:,} scored records in {time.perf_counter() - started:.0f} s"
+            )
+            runs = []
+            for number in range(1, c.runs + 1):
+                runs.append(
+                    await triggers_alone.measure(
+                        self.world,
+                        topics,
+                        c.events,
+                        number=number,
+                        webhook_url=self.receiver.url,
+                        triggers=triggers,
+                        logs=self.logs,
+                    )
+                )
+                say(f"   run {number}: {runs[-1].rate:,.0f} records/s, {runs[-1].fired:,} firings")
+            return runs
+
+        runs = await self.step("trigger service alone", run)
+        if runs is None:
+            self.failed("4", label, "trigger service alone")
+            return
+        rates = [r.rate for r in runs]
+        self.table.add(Figure("4", label, "records/s", rates, self.target(">=", 100_000)))
+
+    async def replay(self) -> None:
+        c = self.config
+        label = f"replay: full rebuild of {c.events:,} events"
+        found = replay.find_replay()
+        if isinstance(found, str):
+            self.table.add(Figure("5", label, "", note=found))
+            return
+        function = found
+        runs = await self.step(
+            "replay",
+            lambda: replay.measure_replay(
+                self.world, function, c.events, c.people, c.runs, self.logs
+            ),
+        )
+        if runs is None:
+            self.failed("5", label, "replay")
+            return
+        rates = [r.events_per_second for r in runs]
+        self.table.add(Figure("5", label, "events/s", rates, self.target(">=", 50_000)))
+
+
+async def run_all(base: Settings, config: Config, logs: Path) -> Results:
+    """Every measurement, in a world of its own that is cleaned up at the end."""
+    async with open_world(base) as world, webhook_receiver() as receiver:
+        say(f"run {world.run_id}: databases bench_{world.run_id}_*, topics bench.{world.run_id}.*")
+        with tempfile.TemporaryDirectory(prefix="leadvibe-bench-") as workdir:
+            harness = Harness(world, config, logs / world.run_id, Path(workdir), receiver)
+            return await harness.run()
