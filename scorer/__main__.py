@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -16,6 +17,19 @@ from leadvibe.settings import Settings, SettingsError
 from scorer.service import MAX_RECORDS, run
 
 log = logging.getLogger("scorer")
+
+
+def tune_garbage_collector() -> None:
+    """Collect cycles rarely: a batch allocates hundreds of thousands of short-lived objects.
+
+    With the default thresholds a collection runs every 700 allocations, and the older
+    generations (which grow with every batch in hand) are scanned again and again: about
+    half of the scorer's CPU. The scorer's records and rows do not form reference cycles,
+    so they are freed when the batch ends either way; what is alive at start is frozen out
+    of every collection.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
 
 
 def main() -> int:
@@ -32,6 +46,7 @@ def main() -> int:
         settings.database_url_redacted,
         max_records,
     )
+    tune_garbage_collector()
     uvloop.run(run(settings, max_records=max_records))
     log.info("stopped")
     return 0
