@@ -21,8 +21,8 @@ from pathlib import Path
 import uvloop
 
 from bench import machine
-from bench.harness import EVENTS, Config, Results, run_all
-from bench.processes import ROOT
+from bench.harness import EVENTS, ROWS, Config, Results, run_all
+from bench.processes import PROFILE_ENV, ROOT
 from leadvibe.settings import Settings, SettingsError
 
 QUICK = Config(file_size=1024 * 1024, events=20_000, import_runs=1, runs=1)
@@ -37,6 +37,7 @@ def config_of(args: argparse.Namespace) -> Config:
         events=args.events or base.events,
         import_runs=runs or base.import_runs,
         runs=runs or base.runs,
+        rows=frozenset(args.only.replace(",", "")) if args.only else ROWS,
     )
 
 
@@ -54,6 +55,18 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="runs of every measurement (default: 5 for the import, end to end and Kafka "
         "producer, 3 for those over --events)",
+    )
+    p.add_argument(
+        "--only",
+        metavar="ROWS",
+        help="measure only these rows of the issue, e.g. 1,2 (default: all, 1 to 6)",
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run every service under pyinstrument, a text profile of each into DIR "
+        "(the figures are then a little slower)",
     )
     p.add_argument(
         "--out", type=Path, default=ROOT / "bench-results", help="folder of the JSON and logs"
@@ -84,12 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     if (args.events is not None and args.events < 1) or (args.runs is not None and args.runs < 1):
         print("python -m bench: --events and --runs must be at least 1", file=sys.stderr)
         return 2
+    if args.only and not set(args.only.replace(",", "")) <= ROWS:
+        print("python -m bench: --only takes rows 1 to 6, such as 1,2", file=sys.stderr)
+        return 2
     try:
         base = Settings.from_env()
     except SettingsError as exc:
         print(f"python -m bench: {exc}", file=sys.stderr)
         return 2
     config = config_of(args)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        os.environ[PROFILE_ENV] = str(args.profile.resolve())
     command = os.environ.get("BENCH_COMMAND") or " ".join(
         ["python -m bench", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]
     )
@@ -111,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             "import_runs": config.import_runs,
             "runs": config.runs,
             "people": config.people,
+            "rows": sorted(config.rows),
             "targets_apply": config.full,
         },
         "figures": [f.as_json() for f in results.table.figures],

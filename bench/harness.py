@@ -29,6 +29,7 @@ T = TypeVar("T")
 
 EVENTS = 1_000_000
 """The issue's volume for the scorer, the trigger service and the replay."""
+ROWS = frozenset("123456")
 EVENTS_PER_PERSON = 10
 """As in the 10 MB file (about 8 events per lead) and the scorer's own benchmark."""
 
@@ -41,6 +42,8 @@ class Config:
     """Runs of rows 1 and 2 and of Kafka's producer benchmark (the issue: medians of 5)."""
     runs: int = 3
     """Runs of each measurement over ``events`` (scorer, trigger service, replay, COPY)."""
+    rows: frozenset[str] = ROWS
+    """The issue's rows to measure (the ratios of row 6 need rows 1 and 3 too)."""
 
     @property
     def people(self) -> int:
@@ -120,74 +123,74 @@ class Harness:
         self.table.add(Figure(row, label, "", note=f"failed: {first_line}"))
 
     async def run(self) -> Results:
-        c = self.config
-        file = ImportFile.of_size(c.file_size)
-        megabytes = len(file.data) / (1024 * 1024)
-        say(f"import file: {megabytes:.1f} MB, {file.rows:,} rows (bench.generate)")
+        rows = self.config.rows
+        file = ImportFile.of_size(self.config.file_size)
+        say(f"import file: {len(file.data) / 2**20:.1f} MB, {file.rows:,} rows (bench.generate)")
+        import_rate = await self.imports(file) if "1" in rows else None
+        if "2" in rows:
+            await self.end_to_end(file)
+        if "6" in rows:
+            await self.producer_baseline(file, import_rate)
+        scorer_rate = await self.scorer_alone() if "3" in rows else None
+        if "6" in rows:
+            await self.copy_baseline(scorer_rate)
+        if "4" in rows:
+            await self.triggers_alone()
+        if "5" in rows:
+            await self.replay()
+        return self.results
 
-        import_label = f"import: {megabytes:.0f} MB CSV, {file.rows:,} rows: upload → 202"
-        done = await self.step(
-            "import", lambda: imports.measure_imports(self.world, file, c.import_runs, self.logs)
+    async def imports(self, file: ImportFile) -> float | None:
+        """Row 1; the median rows per second."""
+        label = f"import: {len(file.data) / 2**20:.0f} MB CSV, {file.rows:,} rows: upload → 202"
+        runs = await self.step(
+            "import",
+            lambda: imports.measure_imports(self.world, file, self.config.import_runs, self.logs),
         )
-        import_rate = None
-        if done is None:
-            self.failed("1", import_label, "import")
-        else:
-            import_rate = _median([r.rows_per_second for r in done])
-            self.table.add(
-                Figure("1", import_label, "s", [r.seconds for r in done], self.target("<=", 1.5))
+        if runs is None:
+            self.failed("1", label, "import")
+            return None
+        rates = [r.rows_per_second for r in runs]
+        self.table.add(Figure("1", label, "s", [r.seconds for r in runs], self.target("<=", 1.5)))
+        self.table.add(Figure("1", "  rows per second", "rows/s", rates))
+        self.table.add(
+            Figure(
+                "1",
+                "  gateway peak RSS (VmHWM)",
+                "MB",
+                [r.peak_rss_mb for r in runs],
+                self.target("<=", 150),
+                statistic="max",
             )
-            self.table.add(
-                Figure("1", "  rows per second", "rows/s", [r.rows_per_second for r in done])
-            )
-            self.table.add(
-                Figure(
-                    "1",
-                    "  gateway peak RSS (VmHWM)",
-                    "MB",
-                    [r.peak_rss_mb for r in done],
-                    self.target("<=", 150),
-                    statistic="max",
-                )
-            )
+        )
+        return _median(rates)
 
-        e2e_label = "end to end: 202 → GET /imports/{id} all applied"
-        flows = await self.step(
+    async def end_to_end(self, file: ImportFile) -> None:
+        label = "end to end: 202 → GET /imports/{id} all applied"
+        runs = await self.step(
             "end to end",
             lambda: imports.measure_end_to_end(
-                self.world, file, c.import_runs, self.logs, self.receiver
+                self.world, file, self.config.import_runs, self.logs, self.receiver
             ),
         )
-        if flows is None:
-            self.failed("2", e2e_label, "end to end")
-        else:
-            self.table.add(
-                Figure("2", e2e_label, "s", [r.scored for r in flows], self.target("<=", 3))
+        if runs is None:
+            self.failed("2", label, "end to end")
+            return
+        self.table.add(Figure("2", label, "s", [r.scored for r in runs], self.target("<=", 3)))
+        self.table.add(
+            Figure(
+                "2",
+                "  202 → trigger service at the scored topic's end",
+                "s",
+                [r.evaluated for r in runs],
+                self.target("<=", 4),
             )
-            self.table.add(
-                Figure(
-                    "2",
-                    "  202 → trigger service at the scored topic's end",
-                    "s",
-                    [r.evaluated for r in flows],
-                    self.target("<=", 4),
-                )
+        )
+        self.table.add(
+            Figure(
+                "2", "  upload → 202, scorer and triggers running", "s", [r.upload for r in runs]
             )
-            self.table.add(
-                Figure(
-                    "2",
-                    "  upload → 202, scorer and triggers running",
-                    "s",
-                    [r.upload for r in flows],
-                )
-            )
-
-        await self.producer_baseline(file, import_rate)
-        scorer_rate = await self.scorer_alone()
-        await self.copy_baseline(scorer_rate)
-        await self.triggers_alone()
-        await self.replay()
-        return self.results
+        )
 
     async def producer_baseline(self, file: ImportFile, import_rate: float | None) -> None:
         classpath = baselines.kafka_tools()
@@ -301,16 +304,9 @@ class Harness:
     async def replay(self) -> None:
         c = self.config
         label = f"replay: full rebuild of {c.events:,} events"
-        found = replay.find_replay()
-        if isinstance(found, str):
-            self.table.add(Figure("5", label, "", note=found))
-            return
-        function = found
         runs = await self.step(
             "replay",
-            lambda: replay.measure_replay(
-                self.world, function, c.events, c.people, c.runs, self.logs
-            ),
+            lambda: replay.measure_replay(self.world, c.events, c.people, c.runs, self.logs),
         )
         if runs is None:
             self.failed("5", label, "replay")

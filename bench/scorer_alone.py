@@ -145,9 +145,10 @@ async def _time_scorers(
                     running("scorer", env, log, wrapper=wrapper if profile else ())
                 )
             )
-        before = {name: cpu_seconds(server_pids(name)) for name in ("postgres", "kafka")}
+        database = env["DATABASE_URL"].rsplit("/", 1)[1]
+        before = {name: cpu_seconds(server_pids(name, database)) for name in ("postgres", "kafka")}
         timing = await time_consumption(conn, count, scorers, started=started, what="the scorer")
-        used = {name: cpu_used(name, taken) for name, taken in before.items()}
+        used = {name: cpu_used(name, taken, database) for name, taken in before.items()}
         used["scorer"] = sum(cpu_seconds([p.pid for p in scorers]).values())
     applied: int = await conn.fetchval("SELECT count(*) FROM events")
     leads: int = await conn.fetchval("SELECT count(*) FROM leads")

@@ -116,14 +116,19 @@ async def measure(
             # cProfile writes its statistics when the service stops (on SIGTERM).
             wrapper = ("-m", "cProfile", "-o", f"{profile}.{number}.prof") if profile else ()
             log = logs / f"triggers-{number}.log"
-            before = {name: cpu_seconds(server_pids(name)) for name in ("postgres", "kafka")}
+            database = url.rsplit("/", 1)[1]
+            before = {
+                name: cpu_seconds(server_pids(name, database)) for name in ("postgres", "kafka")
+            }
             started = time.perf_counter()
             async with running("trigger_service", env, log, wrapper=wrapper) as service:
                 timing = await time_consumption(
                     conn, count, [service], started=started, what="the trigger service"
                 )
                 cpu = {"trigger_service": sum(cpu_seconds([service.pid]).values())}
-                cpu.update({name: cpu_used(name, taken) for name, taken in before.items()})
+                cpu.update(
+                    {name: cpu_used(name, taken, database) for name, taken in before.items()}
+                )
             fired: int = await conn.fetchval("SELECT count(*) FROM trigger_firings")
         finally:
             await conn.close()

@@ -29,7 +29,7 @@ async def test_every_row_is_measured_on_tiny_volumes(
     assert {f.row for f in figures} == {"1", "2", "3", "4", "5", "6"}
     for figure in figures:
         if figure.note.startswith("not available"):
-            continue  # the replay before issue 6 lands, Kafka's tools where they are missing
+            continue  # Kafka's producer benchmark, where java or its jars are missing
         assert figure.value is not None, figure
         assert figure.value > 0, figure
         assert math.isfinite(figure.value), figure
