@@ -60,9 +60,12 @@ TRANSIENT_ERRORS = (
 )
 
 
-@dataclass(frozen=True)
-class Consumed(Generic[R]):
-    """A decoded record with where it came from."""
+class Consumed(msgspec.Struct, Generic[R], frozen=True):
+    """A decoded record with where it came from.
+
+    A Struct rather than a frozen dataclass: one is made per record, and a frozen
+    dataclass takes fifteen times as long to make (1 us, a tenth of the scorer's work).
+    """
 
     record: R
     partition: int
@@ -265,18 +268,17 @@ class ConsumeLoop(Generic[R]):
     ) -> tuple[list[Consumed[R]], list[Rejected]]:
         decoded: list[Consumed[R]] = []
         undecodable: list[Rejected] = []
+        record_type = self.record_type
         for r in records:
             try:
-                decoded.append(
-                    Consumed(
-                        decode(r.value, self.record_type), r.partition, r.offset, r.key, r.timestamp
-                    )
-                )
+                record = decode(r.value, record_type)
             except DecodeError as exc:
                 log.warning(
                     "undecodable record at %s[%d]@%d: %s", self.topic, r.partition, r.offset, exc
                 )
                 undecodable.append(Rejected(r.partition, r.offset, f"cannot decode: {exc}"))
+                continue
+            decoded.append(Consumed(record, r.partition, r.offset, r.key, r.timestamp))
         return decoded, undecodable
 
     def _dead_letter(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -35,6 +35,11 @@ class Applying(NamedTuple):
     """The event's timestamp, in UTC if it came without an offset."""
     resolved: Resolved
     score: Score
+    lead: LeadKey
+
+
+_new = tuple.__new__
+"""Makes a NamedTuple from a tuple of its fields, without the Python call of its __new__."""
 
 
 @dataclass
@@ -64,38 +69,44 @@ class Plan:
         created = {key for key, total in totals.items() if total.created}
         rows: list[EventRow] = []
         scored: list[ScoredEvent] = []
-        for item in self.applying:
-            event, lead_id = item.event, item.resolved.lead_id
-            key = (event.unit_id, lead_id)
+        add_row, add_scored = rows.append, scored.append
+        for event, timestamp, resolved, score, key in self.applying:
+            lead_id = resolved[0]
+            points = score.total
             before = running[key]
-            after = running[key] = before + item.score.total
-            lead_created = key in created
-            if lead_created:
+            after = running[key] = before + points
+            lead_created = False
+            if created and key in created:
                 created.discard(key)  # the lead's first event in the batch created it
-            rows.append(
-                EventRow(
-                    event.unit_id,
-                    event.event_id,
-                    lead_id,
-                    event.event_type,
-                    item.timestamp,
-                    event.source,
-                    event.skip_triggers,
-                    event.import_id,
-                    event.row,
-                    item.score.total,
-                    after,
-                    _json.encode(event.metadata).decode() if event.metadata else "{}",
+                lead_created = True
+            metadata = event.metadata
+            add_row(
+                _new(
+                    EventRow,
+                    (
+                        key[0],
+                        event.event_id,
+                        lead_id,
+                        event.event_type,
+                        timestamp,
+                        event.source,
+                        event.skip_triggers,
+                        event.import_id,
+                        event.row,
+                        points,
+                        after,
+                        _json.encode(metadata).decode() if metadata else "{}",
+                    ),
                 )
             )
-            scored.append(
+            add_scored(
                 ScoredEvent(
                     event_id=event.event_id,
-                    unit_id=event.unit_id,
+                    unit_id=key[0],
                     lead_id=lead_id,
                     event_type=event.event_type,
-                    timestamp=item.timestamp,
-                    points=item.score.total,
+                    timestamp=timestamp,
+                    points=points,
                     score_before=before,
                     score_after=after,
                     skip_triggers=event.skip_triggers,
@@ -103,8 +114,8 @@ class Plan:
                     import_id=event.import_id,
                     row=event.row,
                     lead_created=lead_created,
-                    aliases_attached=item.resolved.attached,
-                    alias_conflicts=_conflicts(item.resolved) if item.resolved.conflicts else (),
+                    aliases_attached=resolved[2],
+                    alias_conflicts=_conflicts(resolved) if resolved[3] else (),
                 )
             )
         return rows, scored
@@ -114,28 +125,14 @@ def _conflicts(resolved: Resolved) -> tuple[ConflictingAlias, ...]:
     return tuple(ConflictingAlias(c.alias, c.owner_lead_id) for c in resolved.conflicts)
 
 
-@dataclass(slots=True)
-class _LeadSum:
-    points: int
-    events: int
-    first: datetime
-    last: datetime
-
-    def add(self, points: int, at: datetime) -> None:
-        self.points += points
-        self.events += 1
-        if at < self.first:
-            self.first = at
-        elif at > self.last:
-            self.last = at
-
-
 def plan(events: Sequence[LeadEvent], resolved: Sequence[Resolved | None], book: RuleBook) -> Plan:
     """What applying ``events`` (resolved to ``resolved``, in order) changes."""
     result = Plan()
-    applying, claims, conflicts = result.applying, result.claims, result.conflicts
+    add_applying, claims, conflicts = result.applying.append, result.claims, result.conflicts
     ruleset_deltas, imports = result.ruleset_deltas, result.imports
-    sums: dict[LeadKey, _LeadSum] = {}
+    score_of = book.score
+    sums: dict[LeadKey, list[Any]] = {}
+    """[points, events, first timestamp, last timestamp] per lead."""
     for position, (event, lead) in enumerate(zip(events, resolved, strict=True)):
         if lead is None:
             result.unresolved.append(position)
@@ -143,22 +140,28 @@ def plan(events: Sequence[LeadEvent], resolved: Sequence[Resolved | None], book:
         timestamp = event.timestamp
         if timestamp.tzinfo is None:
             timestamp = timestamp.replace(tzinfo=UTC)
-        unit_id, lead_id = event.unit_id, lead.lead_id
-        score = book.score(unit_id, event.event_type, timestamp)
-        applying.append(Applying(event, timestamp, lead, score))
-        lead_sum = sums.get((unit_id, lead_id))
+        unit_id, lead_id = event.unit_id, lead[0]
+        score = score_of(unit_id, event.event_type, timestamp)
+        key = (unit_id, lead_id)
+        add_applying(_new(Applying, (event, timestamp, lead, score, key)))
+        lead_sum = sums.get(key)
         if lead_sum is None:
-            sums[(unit_id, lead_id)] = _LeadSum(score.total, 1, timestamp, timestamp)
+            sums[key] = [score.total, 1, timestamp, timestamp]
         else:
-            lead_sum.add(score.total, timestamp)
+            lead_sum[0] += score.total
+            lead_sum[1] += 1
+            if timestamp < lead_sum[2]:
+                lead_sum[2] = timestamp
+            elif timestamp > lead_sum[3]:
+                lead_sum[3] = timestamp
         for ruleset_id, points in score.by_ruleset:
-            key = (unit_id, lead_id, ruleset_id)
-            ruleset_deltas[key] = ruleset_deltas.get(key, 0) + points
-        if lead.attached:
+            key3 = (unit_id, lead_id, ruleset_id)
+            ruleset_deltas[key3] = ruleset_deltas.get(key3, 0) + points
+        if lead[2]:
             event_id = event.event_id
-            for alias in lead.attached:
+            for alias in lead[2]:
                 claims.append(AliasClaim(unit_id, alias.kind, alias.value, lead_id, event_id))
-        for conflict in lead.conflicts:
+        for conflict in lead[3]:
             alias = conflict.alias
             conflicts.append(
                 ConflictRow(
@@ -174,7 +177,6 @@ def plan(events: Sequence[LeadEvent], resolved: Sequence[Resolved | None], book:
             key2 = (unit_id, event.import_id)
             imports[key2] = imports.get(key2, 0) + 1
     result.lead_deltas = {
-        key: LeadDelta(key[0], key[1], s.points, s.events, s.first, s.last)
-        for key, s in sums.items()
+        key: _new(LeadDelta, (key[0], key[1], *lead_sum)) for key, lead_sum in sums.items()
     }
     return result

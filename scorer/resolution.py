@@ -50,6 +50,31 @@ class Identity(NamedTuple):
         return cls(event.unit_id, lead_id or None, _normalised_aliases(event.aliases))
 
 
+def identities_of(events: Iterable[LeadEvent]) -> list[Identity]:
+    """``[Identity.of(e) for e in events]``, several times faster for a batch."""
+    new = tuple.__new__
+    found: list[Identity] = []
+    append = found.append
+    for event in events:
+        lead_id = event.lead_id
+        lead_id = (lead_id.strip() or None) if lead_id else None
+        aliases = event.aliases
+        if aliases:
+            normalised = _normalised.get(aliases)
+            if normalised is None:
+                if len(_normalised) >= _NORMALISED_SIZE:
+                    _normalised.clear()
+                normalised = _normalised[aliases] = _normalised_aliases(aliases)
+            aliases = normalised
+        append(new(Identity, (event.unit_id, lead_id, aliases)))
+    return found
+
+
+_normalised: dict[tuple[Alias, ...], tuple[Alias, ...]] = {}
+"""The normalised form of aliases seen recently: a person's cookie or e-mail recurs."""
+_NORMALISED_SIZE = 100_000
+
+
 def _normalised_aliases(aliases: tuple[Alias, ...]) -> tuple[Alias, ...]:
     if not aliases:
         return ()
@@ -101,10 +126,15 @@ def resolve(
     """
     owned = dict(owners)
     resolved: list[Resolved | None] = []
+    plain: dict[str, Resolved] = {}
+    """Resolved(lead_id, False) of each lead id named alone (immutable, so shared)."""
     for position, identity in enumerate(identities):
         unit_id, lead_id, aliases = identity
         if not aliases and lead_id is not None:  # the most common case: nothing to decide
-            resolved.append(Resolved(lead_id, False))
+            same = plain.get(lead_id)
+            if same is None:
+                same = plain[lead_id] = Resolved(lead_id, False)
+            resolved.append(same)
             continue
         new_lead = False
         if lead_id is None:

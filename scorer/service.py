@@ -50,10 +50,10 @@ from leadvibe.db import Connection
 from leadvibe.producing import publish_batched
 from leadvibe.service import run_consumer
 from leadvibe.settings import Settings
-from schemas import LeadEvent, encode
+from schemas import LeadEvent, ScoredEvent, encode
 from schemas.ids import sortable_id
 from scorer import batch, store
-from scorer.resolution import Identity, alias_keys, resolve
+from scorer.resolution import alias_keys, identities_of, resolve
 from scorer.scoring import RuleBook
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ async def apply(
     if not fresh:
         return Outcome([], [], len(records))
     events = [c.record for c in fresh]
-    identities = [Identity.of(e) for e in events]
+    identities = identities_of(events)
     owners = await store.alias_owners(conn, alias_keys(identities))
     book = RuleBook.of(await store.active_rulesets(conn, {e.unit_id for e in events}))
     resolved = resolve(identities, owners, mint=lambda i: minted_lead_id(fresh[i]))
@@ -187,11 +187,20 @@ async def apply(
     unresolved = [
         Rejected(fresh[i].partition, fresh[i].offset, NO_IDENTITY) for i in changes.unresolved
     ]
-    return Outcome(
-        [(f"{s.unit_id}:{s.lead_id}".encode(), encode(s)) for s in scored],
-        unresolved,
-        len(records) - len(fresh),
-    )
+    return Outcome(_scored_records(scored), unresolved, len(records) - len(fresh))
+
+
+def _scored_records(scored: Sequence[ScoredEvent]) -> list[tuple[bytes | None, bytes]]:
+    """(key ``unit_id:lead_id``, value) of each scored record, each lead's key made once."""
+    keys: dict[tuple[str, str], bytes] = {}
+    records: list[tuple[bytes | None, bytes]] = []
+    for s in scored:
+        lead = (s.unit_id, s.lead_id)
+        key = keys.get(lead)
+        if key is None:
+            key = keys[lead] = f"{s.unit_id}:{s.lead_id}".encode()
+        records.append((key, encode(s)))
+    return records
 
 
 async def _not_applied_yet(
