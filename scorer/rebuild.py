@@ -32,8 +32,14 @@ SESSION_SETTINGS = {
     # Temporary tables live in the session's own buffers (8 MB unless told otherwise).
     "temp_buffers": "1GB",
     "work_mem": "256MB",
-    # Planned per run: the staging tables' sizes are what they are now.
-    "plan_cache_mode": "force_custom_plan",
+    # Every statement of a rebuild is bulk work over whole tables, some of them analysed
+    # never (staging) or long ago (a projection just dropped or just refilled). A nested
+    # loop chosen on a stale estimate of "one row" runs in quadratic time, a merge join
+    # sorts both sides on text; a hash join is linear whatever the estimates. The switch's
+    # index lookups ask for themselves (``_BY_INDEX``).
+    "enable_nestloop": "off",
+    "enable_mergejoin": "off",
+    "jit": "off",
 }
 
 SCORED_COLUMNS = (
@@ -63,7 +69,7 @@ FACT_COLUMNS = ("unit_id", "event_id", "part", "off", "metadata")
 
 _STAGING = """
 DROP TABLE IF EXISTS rp_scored, rp_attached, rp_conflicts, rp_facts, rp_scores,
-    rp_score_parts, rp_offsets, rp_events, rp_occ, rp_new_events, rp_new_leads,
+    rp_score_parts, rp_offsets, rp_multi_scored, rp_multi_facts, rp_new_events, rp_new_leads,
     rp_new_ruleset_scores, rp_new_aliases, rp_new_conflicts, rp_new_imports;
 
 -- Every scored record of the units replayed, where it sits in the log, the points it had
@@ -87,17 +93,9 @@ CREATE TEMP TABLE rp_scores (score_id integer PRIMARY KEY, total bigint);
 CREATE TEMP TABLE rp_score_parts (score_id integer, ruleset_id text, points bigint);
 -- The scorer's stored offsets on the events topic, locked; empty: the log alone decides.
 CREATE TEMP TABLE rp_offsets (part integer PRIMARY KEY, next_offset bigint);
-
--- The latest record of each event, where its latest original (not replay) record sits,
--- and when that one was published.
-CREATE TEMP TABLE rp_events (
-    unit_id text, event_id text, lead_id text, event_type text, occurred_at timestamptz,
-    source text, skip_triggers boolean, import_id text, import_row integer,
-    lead_created boolean, conflicts_known boolean, part integer, off bigint, score_id integer,
-    points_was bigint, score_before_was bigint, score_after_was bigint,
-    seq bigint, first_ts_ms bigint);
--- Per event: whether an occurrence of it is below the scorer's offsets, and its metadata.
-CREATE TEMP TABLE rp_occ (unit_id text, event_id text, metadata text, committed boolean);
+-- The few events with several scored records, or several occurrences: to choose among.
+CREATE TEMP TABLE rp_multi_scored (unit_id text, event_id text);
+CREATE TEMP TABLE rp_multi_facts (unit_id text, event_id text);
 
 -- The projections as rebuilt.
 CREATE TEMP TABLE rp_new_events (
@@ -173,46 +171,68 @@ async def stage_offsets(conn: Connection, offsets: dict[int, int]) -> None:
     await copy_rows(conn, "rp_offsets", ("part", "next_offset"), list(offsets.items()))
 
 
+# Sorts and windows key on text in the "C" collation: byte order, several times faster
+# to sort than the database's own, and any fixed order does here.
 _COMPUTE = (
-    "ANALYZE rp_scored, rp_attached, rp_conflicts, rp_facts, rp_scores, rp_score_parts",
-    # A later record of an event supersedes an earlier one (a record published again
-    # after a crash, a replay's record); an event's place in its lead's history is that
-    # of its latest original record, as is the time it was applied. A lead's records share
-    # a partition (their key is unit:lead), so offsets give the order they were applied.
-    """INSERT INTO rp_events
-       SELECT DISTINCT ON (unit_id, event_id)
-              unit_id, event_id, lead_id, event_type, occurred_at, source, skip_triggers,
-              import_id, import_row, lead_created, conflicts_known, part, off, score_id,
-              points_was, score_before_was, score_after_was,
-              coalesce(max(off) FILTER (WHERE NOT replay) OVER same, off),
-              coalesce(max(ts_ms) FILTER (WHERE NOT replay) OVER same, ts_ms)
-       FROM rp_scored
-       WINDOW same AS (PARTITION BY unit_id, event_id, part)
-       ORDER BY unit_id, event_id, ts_ms DESC, off DESC""",
-    # An event is applied when one of its occurrences is below the scorer's offsets: a
-    # record whose batch was rolled back (published, then the scorer died) is not, until
-    # the scorer applies the event again. With no stored offsets, the log alone decides.
-    """INSERT INTO rp_occ
-       SELECT DISTINCT ON (f.unit_id, f.event_id)
-              f.unit_id, f.event_id, f.metadata, coalesce(f.off < o.next_offset, true)
-       FROM rp_facts AS f LEFT JOIN rp_offsets AS o USING (part)
-       ORDER BY f.unit_id, f.event_id, 4 DESC, f.part, f.off""",
-    "ANALYZE rp_events, rp_occ",
+    """INSERT INTO rp_multi_scored
+       SELECT unit_id, event_id FROM rp_scored GROUP BY unit_id, event_id HAVING count(*) > 1""",
+    """INSERT INTO rp_multi_facts
+       SELECT unit_id, event_id FROM rp_facts GROUP BY unit_id, event_id HAVING count(*) > 1""",
+    # - A later record of an event supersedes an earlier one (a record published again
+    #   after a crash, a replay's record). An event's place in its lead's history is that
+    #   of its latest original record, as is the time it was applied. A lead's records
+    #   share a partition (their key is unit:lead): their offsets are the order the scorer
+    #   applied them in.
+    # - An event is applied when one of its occurrences is below the scorer's offsets: a
+    #   record whose batch was rolled back (published, then the scorer died) is not,
+    #   until the scorer applies the event again. With no offsets, the log alone decides.
+    # - score_after is the running sum of the new points, in that order.
     """INSERT INTO rp_new_events
+       WITH latest AS (
+           SELECT unit_id, event_id, lead_id, event_type, occurred_at, source, skip_triggers,
+                  import_id, import_row, lead_created, conflicts_known, part, off, score_id,
+                  points_was, score_before_was, score_after_was, off AS seq, ts_ms AS first_ts
+           FROM rp_scored AS s
+           WHERE NOT EXISTS (SELECT FROM rp_multi_scored AS m
+                             WHERE m.unit_id = s.unit_id AND m.event_id = s.event_id)
+           UNION ALL
+           (SELECT DISTINCT ON (s.unit_id COLLATE "C", s.event_id COLLATE "C")
+                  s.unit_id, s.event_id, s.lead_id, s.event_type, s.occurred_at, s.source,
+                  s.skip_triggers, s.import_id, s.import_row, s.lead_created,
+                  s.conflicts_known, s.part, s.off, s.score_id, s.points_was,
+                  s.score_before_was, s.score_after_was,
+                  coalesce(max(s.off) FILTER (WHERE NOT s.replay) OVER same, s.off),
+                  coalesce(max(s.ts_ms) FILTER (WHERE NOT s.replay) OVER same, s.ts_ms)
+           FROM rp_scored AS s JOIN rp_multi_scored USING (unit_id, event_id)
+           WINDOW same AS (PARTITION BY s.unit_id, s.event_id, s.part)
+           ORDER BY s.unit_id COLLATE "C", s.event_id COLLATE "C", s.ts_ms DESC, s.off DESC)
+       ), occurrence AS (
+           SELECT f.unit_id, f.event_id, f.metadata,
+                  coalesce(f.off < o.next_offset, true) AS committed
+           FROM rp_facts AS f LEFT JOIN rp_offsets AS o USING (part)
+           WHERE NOT EXISTS (SELECT FROM rp_multi_facts AS m
+                             WHERE m.unit_id = f.unit_id AND m.event_id = f.event_id)
+           UNION ALL
+           (SELECT DISTINCT ON (f.unit_id COLLATE "C", f.event_id COLLATE "C")
+                  f.unit_id, f.event_id, f.metadata, coalesce(f.off < o.next_offset, true)
+           FROM rp_facts AS f JOIN rp_multi_facts USING (unit_id, event_id)
+           LEFT JOIN rp_offsets AS o USING (part)
+           ORDER BY f.unit_id COLLATE "C", f.event_id COLLATE "C",
+                    coalesce(f.off < o.next_offset, true) DESC, f.part, f.off)
+       )
        SELECT e.unit_id, e.event_id, e.lead_id, e.event_type, e.occurred_at, e.source,
               e.skip_triggers, e.import_id, e.import_row, s.total,
               sum(s.total) OVER lead_history,
-              coalesce(o.metadata, '{}')::jsonb, to_timestamp(e.first_ts_ms / 1000.0),
+              coalesce(o.metadata, '{}')::jsonb, to_timestamp(e.first_ts / 1000.0),
               e.score_id, e.lead_created, e.conflicts_known, e.part, e.off, e.seq,
-              row_number() OVER lead_history = count(*) OVER (PARTITION BY e.unit_id, e.lead_id),
+              lead(e.seq) OVER lead_history IS NULL,
               e.points_was, e.score_before_was, e.score_after_was
-       FROM rp_events AS e
+       FROM latest AS e
        JOIN rp_scores AS s USING (score_id)
-       LEFT JOIN rp_occ AS o USING (unit_id, event_id)
+       LEFT JOIN occurrence AS o USING (unit_id, event_id)
        WHERE o.committed IS NOT FALSE
-       WINDOW lead_history AS (PARTITION BY e.unit_id, e.lead_id ORDER BY e.part, e.seq
-                               ROWS UNBOUNDED PRECEDING)""",
-    "ANALYZE rp_new_events",
+       WINDOW lead_history AS (PARTITION BY e.unit_id COLLATE "C", e.lead_id COLLATE "C"
+                               ORDER BY e.part, e.seq ROWS UNBOUNDED PRECEDING)""",
     """INSERT INTO rp_new_leads
        SELECT unit_id, lead_id, sum(points), count(*), min(occurred_at), max(occurred_at),
               coalesce(min(scored_at) FILTER (WHERE lead_created), min(scored_at)),
@@ -224,10 +244,10 @@ _COMPUTE = (
        GROUP BY e.unit_id, e.lead_id, p.ruleset_id""",
     # Only the decisions of an event's latest record count: joined on where it sits.
     """INSERT INTO rp_new_aliases
-       SELECT DISTINCT ON (a.unit_id, a.kind, a.value)
+       SELECT DISTINCT ON (a.unit_id COLLATE "C", a.kind COLLATE "C", a.value COLLATE "C")
               a.unit_id, a.kind, a.value, e.lead_id, e.event_id, e.scored_at
        FROM rp_attached AS a JOIN rp_new_events AS e USING (unit_id, event_id, part, off)
-       ORDER BY a.unit_id, a.kind, a.value, e.part, e.seq""",
+       ORDER BY a.unit_id COLLATE "C", a.kind COLLATE "C", a.value COLLATE "C", e.part, e.seq""",
     """INSERT INTO rp_new_conflicts
        SELECT c.unit_id, c.event_id, c.kind, c.value, c.owner_lead_id, e.lead_id, e.scored_at
        FROM rp_conflicts AS c JOIN rp_new_events AS e USING (unit_id, event_id, part, off)""",
@@ -240,8 +260,6 @@ _COMPUTE = (
     """INSERT INTO rp_new_imports
        SELECT unit_id, import_id, count(*), max(scored_at)
        FROM rp_new_events WHERE import_id IS NOT NULL GROUP BY unit_id, import_id""",
-    """ANALYZE rp_new_leads, rp_new_ruleset_scores, rp_new_aliases, rp_new_conflicts,
-               rp_new_imports""",
 )
 
 COMPUTE_STEPS = len(_COMPUTE)
@@ -309,24 +327,50 @@ class _Projection:
     touched: str | None = None
     """A column set to now() when the row is updated."""
 
-    def statements(self) -> tuple[str, str, str]:
-        same_key = " AND ".join(f"n.{c} = t.{c}" for c in self.key)
-        delete = f"""DELETE FROM {self.table} AS t
-                     WHERE t.unit_id = ANY($1::text[])
-                       AND NOT EXISTS (SELECT 1 FROM {self.staged} AS n WHERE {same_key})"""
-        sets = [f"{c} = n.{c}" for c in (*self.compared, *self.carried)]
-        if self.touched:
-            sets.append(f"{self.touched} = now()")
+    @property
+    def diff(self) -> str:
+        return f"rp_diff_{self.table}"
+
+    def create_diff(self) -> str:
+        columns = ", ".join((*self.key, *self.compared, *self.carried, *self.kept))
+        return f"""DROP TABLE IF EXISTS {self.diff};
+                   CREATE TEMP TABLE {self.diff} AS
+                   SELECT 'I'::text AS action, {columns} FROM {self.staged} WITH NO DATA"""
+
+    def find_diff(self) -> str:
+        """The rows to delete (D), update (U) and insert (I): one full join of the staged
+        rows with the units' rows."""
+        k = self.key[-1]
+        live = ", ".join((*self.key, *self.compared))
+        on = " AND ".join(f"n.{c} = t.{c}" for c in self.key)
+        keys = ", ".join(f"coalesce(n.{c}, t.{c})" for c in self.key)
+        rest = ", ".join(f"n.{c}" for c in (*self.compared, *self.carried, *self.kept))
         old = ", ".join(f"t.{c}" for c in self.compared)
         new = ", ".join(f"n.{c}" for c in self.compared)
-        update = f"""UPDATE {self.table} AS t SET {", ".join(sets)}
-                     FROM {self.staged} AS n
-                     WHERE {same_key} AND ROW({old}) IS DISTINCT FROM ROW({new})"""
-        columns = (*self.key, *self.compared, *self.carried, *self.kept)
-        insert = f"""INSERT INTO {self.table} ({", ".join(columns)})
-                     SELECT {", ".join(f"n.{c}" for c in columns)} FROM {self.staged} AS n
-                     WHERE NOT EXISTS (SELECT 1 FROM {self.table} AS t WHERE {same_key})"""
-        return delete, update, insert
+        return f"""INSERT INTO {self.diff}
+                   SELECT CASE WHEN t.{k} IS NULL THEN 'I' WHEN n.{k} IS NULL THEN 'D'
+                               ELSE 'U' END, {keys}, {rest}
+                   FROM {self.staged} AS n
+                   FULL JOIN (SELECT {live} FROM {self.table} WHERE unit_id = ANY($1::text[]))
+                        AS t ON {on}
+                   WHERE t.{k} IS NULL OR n.{k} IS NULL
+                      OR ROW({old}) IS DISTINCT FROM ROW({new})"""
+
+    def apply(self) -> dict[str, str]:
+        """The statement applying each action of the diff."""
+        same_key = " AND ".join(f"t.{c} = d.{c}" for c in self.key)
+        sets = [f"{c} = d.{c}" for c in (*self.compared, *self.carried)]
+        if self.touched:
+            sets.append(f"{self.touched} = now()")
+        columns = ", ".join((*self.key, *self.compared, *self.carried, *self.kept))
+        return {
+            "D": f"""DELETE FROM {self.table} AS t USING {self.diff} AS d
+                     WHERE d.action = 'D' AND {same_key}""",
+            "U": f"""UPDATE {self.table} AS t SET {", ".join(sets)} FROM {self.diff} AS d
+                     WHERE d.action = 'U' AND {same_key}""",
+            "I": f"""INSERT INTO {self.table} ({columns})
+                     SELECT {columns} FROM {self.diff} WHERE action = 'I'""",
+        }
 
 
 PROJECTIONS = (
@@ -394,8 +438,18 @@ class Written(NamedTuple):
     inserted: int
 
 
-def _count(status: str) -> int:
-    return int(status.rsplit(" ", 1)[1])
+# The rows to delete or update are found through the primary key, one lookup each: the
+# diff is often small beside the table, and a hash join would read the whole table.
+_BY_INDEX = (
+    "SET LOCAL enable_nestloop = on",
+    "SET LOCAL enable_hashjoin = off",
+    "SET LOCAL enable_mergejoin = off",
+)
+_BY_DEFAULT = (
+    "SET LOCAL enable_nestloop = off",
+    "SET LOCAL enable_hashjoin = on",
+    "SET LOCAL enable_mergejoin = off",
+)
 
 
 async def switch(conn: Connection, unit_ids: Sequence[str]) -> dict[str, Written]:
@@ -405,11 +459,21 @@ async def switch(conn: Connection, unit_ids: Sequence[str]) -> dict[str, Written
     """
     written: dict[str, Written] = {}
     for projection in PROJECTIONS:
-        delete, update, insert = projection.statements()
-        deleted = _count(await conn.execute(delete, list(unit_ids)))
-        updated = _count(await conn.execute(update))
-        inserted = _count(await conn.execute(insert))
-        written[projection.table] = Written(deleted, updated, inserted)
+        await conn.execute(projection.create_diff())
+        await conn.execute(projection.find_diff(), list(unit_ids))
+        counts = dict.fromkeys("DUI", 0)
+        for action, count in await conn.fetch(
+            f"SELECT action, count(*) FROM {projection.diff} GROUP BY action"
+        ):
+            counts[action] = count
+        for action, statement in projection.apply().items():
+            if counts[action]:
+                for setting in _BY_INDEX if action != "I" else ():
+                    await conn.execute(setting)
+                await conn.execute(statement)
+                for setting in _BY_DEFAULT if action != "I" else ():
+                    await conn.execute(setting)
+        written[projection.table] = Written(counts["D"], counts["U"], counts["I"])
     return written
 
 
