@@ -47,7 +47,7 @@ bench: $(STAMP)
 	trap 'grep -q kafka $$started && scripts/kafka.sh stop; grep -q postgres $$started && scripts/postgres.sh stop; rm -f $$started' EXIT; \
 	scripts/stack.sh up $$started && \
 	source scripts/env.sh && \
-	BENCH_COMMAND="make bench $(if $(BENCH_ARGS),BENCH_ARGS='$(BENCH_ARGS)')" $(VENV)/bin/python -m bench $(BENCH_ARGS)
+	BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 images:
 	docker/engine.sh up

@@ -187,9 +187,16 @@ async def measure_end_to_end(
     world: World, file: ImportFile, runs: int, logs: Path, receiver: Receiver
 ) -> list[EndToEndRun]:
     """Row 2: ``runs`` uploads of ``file`` through the gateway, the scorer and the trigger
-    service, each run starting once the previous one is fully evaluated."""
-    topics = await world.topics("e2e")
-    url = await world.database("e2e")
+    service. Each run starts afresh (database, topics, services), so that no run inherits
+    the projections or the webhook backlog of the one before and the runs are alike."""
+    return [await _end_to_end(world, file, number, logs, receiver) for number in range(1, runs + 1)]
+
+
+async def _end_to_end(
+    world: World, file: ImportFile, number: int, logs: Path, receiver: Receiver
+) -> EndToEndRun:
+    topics = await world.topics(f"e2e{number}")
+    url = await world.database(f"e2e{number}")
     conn = await asyncpg.connect(url)
     try:
         unit_id, token = await add_tenant(conn)
@@ -202,20 +209,24 @@ async def measure_end_to_end(
             LEADVIBE_ALLOW_PRIVATE_WEBHOOKS="true",
         )
         async with AsyncExitStack() as stack:
-            gw = await stack.enter_async_context(gateway(env, token, logs / "gateway-e2e.log"))
+            gw = await stack.enter_async_context(
+                gateway(env, token, logs / f"gateway-e2e{number}.log")
+            )
             services = [
-                await stack.enter_async_context(running(module, env, logs / f"{module}-e2e.log"))
+                await stack.enter_async_context(
+                    running(module, env, logs / f"{module}-e2e{number}.log")
+                )
                 for module in ("scorer", "trigger_service")
             ]
             scored_topic = [TopicPartition(topics.scored, p) for p in range(world.partitions)]
             ends = await stack.enter_async_context(end_offsets(world.base, scored_topic))
             pipeline = Pipeline(gw, conn, topics, ends, receiver, [gw.process, *services], logs)
             await pipeline.run(generate_csv(WARM_UP_SIZE, seed=1), START_TIMEOUT)
-            results = [await pipeline.run(file.data, deadline_for(file.rows)) for _ in range(runs)]
+            result = await pipeline.run(file.data, deadline_for(file.rows))
     finally:
         await conn.close()
     await world.drop(url)
-    return results
+    return result
 
 
 class Pipeline:
