@@ -39,6 +39,8 @@ class Silent:
 def describe(name: str, done: int, total: int | None, elapsed: float, what: str = "records") -> str:
     """One progress line: ``reading: 120,000 / 400,000 records (30%), 85,000/s, 3 s left``."""
     rate = done / elapsed if elapsed > 0 else 0.0
+    if not what:
+        return f"{name}: {elapsed:.1f} s"
     if total is None:
         return f"{name}: {done:,} {what}, {elapsed:.1f} s"
     line = f"{name}: {done:,} / {total:,} {what}"
@@ -52,7 +54,12 @@ def describe(name: str, done: int, total: int | None, elapsed: float, what: str 
 
 
 def finished(name: str, done: int, elapsed: float, what: str = "records") -> str:
-    """The line a phase ends with: ``reading: 400,000 records in 4.7 s (85,000/s)``."""
+    """The line a phase ends with: ``reading: 400,000 records in 4.7 s (85,000/s)``.
+
+    A phase that counts nothing (``what`` empty) says how long it took.
+    """
+    if not what:
+        return f"{name}: {elapsed:.1f} s"
     line = f"{name}: {done:,} {what} in {elapsed:.1f} s"
     if done and elapsed > 0:
         line += f" ({done / elapsed:,.0f}/s)"

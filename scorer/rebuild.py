@@ -69,7 +69,8 @@ FACT_COLUMNS = ("unit_id", "event_id", "part", "off", "metadata")
 
 _STAGING = """
 DROP TABLE IF EXISTS rp_scored, rp_attached, rp_conflicts, rp_facts, rp_scores,
-    rp_score_parts, rp_offsets, rp_multi_scored, rp_multi_facts, rp_new_events, rp_new_leads,
+    rp_score_parts, rp_offsets, rp_offsets_then, rp_affected_events, rp_affected_leads,
+    rp_multi_scored, rp_multi_facts, rp_new_events, rp_new_leads,
     rp_new_ruleset_scores, rp_new_aliases, rp_new_conflicts, rp_new_imports;
 
 -- Every scored record of the units replayed, where it sits in the log, the points it had
@@ -79,7 +80,8 @@ CREATE TEMP TABLE rp_scored (
     source text, skip_triggers boolean, import_id text, import_row integer,
     lead_created boolean, replay boolean, conflicts_known boolean,
     part integer, off bigint, ts_ms bigint,
-    points_was bigint, score_before_was bigint, score_after_was bigint, score_id integer);
+    points_was bigint, score_before_was bigint, score_after_was bigint, score_id integer,
+    pass smallint DEFAULT 1);
 -- The aliases a scored record attached, and the conflicts it recorded (ord: their order).
 CREATE TEMP TABLE rp_attached (
     unit_id text, event_id text, part integer, off bigint, ord integer, kind text, value text);
@@ -88,11 +90,17 @@ CREATE TEMP TABLE rp_conflicts (
     owner_lead_id text);
 -- Every events-topic record of the units: where it sits, and its metadata as JSON text.
 CREATE TEMP TABLE rp_facts (
-    unit_id text, event_id text, part integer, off bigint, metadata text);
+    unit_id text, event_id text, part integer, off bigint, metadata text,
+    pass smallint DEFAULT 1);
 CREATE TEMP TABLE rp_scores (score_id integer PRIMARY KEY, total bigint);
 CREATE TEMP TABLE rp_score_parts (score_id integer, ruleset_id text, points bigint);
--- The scorer's stored offsets on the events topic, locked; empty: the log alone decides.
+-- The scorer's stored offsets on the events topic (locked, in the second pass), and those
+-- the first pass went by; empty: the log alone decides.
 CREATE TEMP TABLE rp_offsets (part integer PRIMARY KEY, next_offset bigint);
+CREATE TEMP TABLE rp_offsets_then (part integer PRIMARY KEY, next_offset bigint);
+-- What the second pass recomputes: the leads its records touch, and all their events.
+CREATE TEMP TABLE rp_affected_events (unit_id text, event_id text);
+CREATE TEMP TABLE rp_affected_leads (unit_id text, lead_id text);
 -- The few events with several scored records, or several occurrences: to choose among.
 CREATE TEMP TABLE rp_multi_scored (unit_id text, event_id text);
 CREATE TEMP TABLE rp_multi_facts (unit_id text, event_id text);
@@ -119,6 +127,11 @@ CREATE TEMP TABLE rp_new_conflicts (
 CREATE TEMP TABLE rp_new_imports (
     unit_id text, import_id text, applied bigint, last_applied_at timestamptz);
 """
+
+
+def _count(status: str) -> int:
+    """The row count of a command status (``INSERT 0 12``, ``DELETE 3``)."""
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def create_staging(conn: Connection) -> None:
@@ -173,75 +186,89 @@ async def stage_offsets(conn: Connection, offsets: dict[int, int]) -> None:
 
 # Sorts and windows key on text in the "C" collation: byte order, several times faster
 # to sort than the database's own, and any fixed order does here.
-_COMPUTE = (
+#
+# ``{events}`` and ``{leads}`` restrict a statement to the events and leads of the second
+# pass (``rp_affected_*``), or to nothing (the first pass builds everything).
+_MULTI = (
+    "TRUNCATE rp_multi_scored, rp_multi_facts",
     """INSERT INTO rp_multi_scored
        SELECT unit_id, event_id FROM rp_scored GROUP BY unit_id, event_id HAVING count(*) > 1""",
     """INSERT INTO rp_multi_facts
        SELECT unit_id, event_id FROM rp_facts GROUP BY unit_id, event_id HAVING count(*) > 1""",
-    # - A later record of an event supersedes an earlier one (a record published again
-    #   after a crash, a replay's record). An event's place in its lead's history is that
-    #   of its latest original record, as is the time it was applied. A lead's records
-    #   share a partition (their key is unit:lead): their offsets are the order the scorer
-    #   applied them in.
-    # - An event is applied when one of its occurrences is below the scorer's offsets: a
-    #   record whose batch was rolled back (published, then the scorer died) is not,
-    #   until the scorer applies the event again. With no offsets, the log alone decides.
-    # - score_after is the running sum of the new points, in that order.
-    """INSERT INTO rp_new_events
-       WITH latest AS (
-           SELECT unit_id, event_id, lead_id, event_type, occurred_at, source, skip_triggers,
-                  import_id, import_row, lead_created, conflicts_known, part, off, score_id,
-                  points_was, score_before_was, score_after_was, off AS seq, ts_ms AS first_ts
-           FROM rp_scored AS s
-           WHERE NOT EXISTS (SELECT FROM rp_multi_scored AS m
-                             WHERE m.unit_id = s.unit_id AND m.event_id = s.event_id)
-           UNION ALL
-           (SELECT DISTINCT ON (s.unit_id COLLATE "C", s.event_id COLLATE "C")
-                  s.unit_id, s.event_id, s.lead_id, s.event_type, s.occurred_at, s.source,
-                  s.skip_triggers, s.import_id, s.import_row, s.lead_created,
-                  s.conflicts_known, s.part, s.off, s.score_id, s.points_was,
-                  s.score_before_was, s.score_after_was,
-                  coalesce(max(s.off) FILTER (WHERE NOT s.replay) OVER same, s.off),
-                  coalesce(max(s.ts_ms) FILTER (WHERE NOT s.replay) OVER same, s.ts_ms)
-           FROM rp_scored AS s JOIN rp_multi_scored USING (unit_id, event_id)
-           WINDOW same AS (PARTITION BY s.unit_id, s.event_id, s.part)
-           ORDER BY s.unit_id COLLATE "C", s.event_id COLLATE "C", s.ts_ms DESC, s.off DESC)
-       ), occurrence AS (
-           SELECT f.unit_id, f.event_id, f.metadata,
-                  coalesce(f.off < o.next_offset, true) AS committed
-           FROM rp_facts AS f LEFT JOIN rp_offsets AS o USING (part)
-           WHERE NOT EXISTS (SELECT FROM rp_multi_facts AS m
-                             WHERE m.unit_id = f.unit_id AND m.event_id = f.event_id)
-           UNION ALL
-           (SELECT DISTINCT ON (f.unit_id COLLATE "C", f.event_id COLLATE "C")
-                  f.unit_id, f.event_id, f.metadata, coalesce(f.off < o.next_offset, true)
-           FROM rp_facts AS f JOIN rp_multi_facts USING (unit_id, event_id)
-           LEFT JOIN rp_offsets AS o USING (part)
-           ORDER BY f.unit_id COLLATE "C", f.event_id COLLATE "C",
-                    coalesce(f.off < o.next_offset, true) DESC, f.part, f.off)
-       )
-       SELECT e.unit_id, e.event_id, e.lead_id, e.event_type, e.occurred_at, e.source,
-              e.skip_triggers, e.import_id, e.import_row, s.total,
-              sum(s.total) OVER lead_history,
-              coalesce(o.metadata, '{}')::jsonb, to_timestamp(e.first_ts / 1000.0),
-              e.score_id, e.lead_created, e.conflicts_known, e.part, e.off, e.seq,
-              lead(e.seq) OVER lead_history IS NULL,
-              e.points_was, e.score_before_was, e.score_after_was
-       FROM latest AS e
-       JOIN rp_scores AS s USING (score_id)
-       LEFT JOIN occurrence AS o USING (unit_id, event_id)
-       WHERE o.committed IS NOT FALSE
-       WINDOW lead_history AS (PARTITION BY e.unit_id COLLATE "C", e.lead_id COLLATE "C"
-                               ORDER BY e.part, e.seq ROWS UNBOUNDED PRECEDING)""",
+)
+# - A later record of an event supersedes an earlier one (a record published again after a
+#   crash, a replay's record). An event's place in its lead's history is that of its latest
+#   original record, as is the time it was applied. A lead's records share a partition
+#   (their key is unit:lead): their offsets are the order the scorer applied them in.
+# - An event is applied when one of its occurrences is below the scorer's offsets: a record
+#   whose batch was rolled back (published, then the scorer died) is not, until the scorer
+#   applies the event again. With no offsets, the log alone decides.
+# - score_after is the running sum of the new points, in that order.
+_EVENTS = """
+    INSERT INTO rp_new_events
+    WITH latest AS (
+        SELECT unit_id, event_id, lead_id, event_type, occurred_at, source, skip_triggers,
+               import_id, import_row, lead_created, conflicts_known, part, off, score_id,
+               points_was, score_before_was, score_after_was, off AS seq, ts_ms AS first_ts
+        FROM rp_scored AS s
+        WHERE NOT EXISTS (SELECT FROM rp_multi_scored AS m
+                          WHERE m.unit_id = s.unit_id AND m.event_id = s.event_id) {events_s}
+        UNION ALL
+        (SELECT DISTINCT ON (s.unit_id COLLATE "C", s.event_id COLLATE "C")
+                s.unit_id, s.event_id, s.lead_id, s.event_type, s.occurred_at, s.source,
+                s.skip_triggers, s.import_id, s.import_row, s.lead_created,
+                s.conflicts_known, s.part, s.off, s.score_id, s.points_was,
+                s.score_before_was, s.score_after_was,
+                coalesce(max(s.off) FILTER (WHERE NOT s.replay) OVER same, s.off),
+                coalesce(max(s.ts_ms) FILTER (WHERE NOT s.replay) OVER same, s.ts_ms)
+         FROM rp_scored AS s JOIN rp_multi_scored USING (unit_id, event_id)
+         WHERE true {events_s}
+         WINDOW same AS (PARTITION BY s.unit_id, s.event_id, s.part)
+         ORDER BY s.unit_id COLLATE "C", s.event_id COLLATE "C", s.ts_ms DESC, s.off DESC)
+    ), occurrence AS (
+        SELECT f.unit_id, f.event_id, f.metadata,
+               coalesce(f.off < o.next_offset, true) AS committed
+        FROM rp_facts AS f LEFT JOIN rp_offsets AS o USING (part)
+        WHERE NOT EXISTS (SELECT FROM rp_multi_facts AS m
+                          WHERE m.unit_id = f.unit_id AND m.event_id = f.event_id) {events_f}
+        UNION ALL
+        (SELECT DISTINCT ON (f.unit_id COLLATE "C", f.event_id COLLATE "C")
+                f.unit_id, f.event_id, f.metadata, coalesce(f.off < o.next_offset, true)
+         FROM rp_facts AS f JOIN rp_multi_facts USING (unit_id, event_id)
+         LEFT JOIN rp_offsets AS o USING (part)
+         WHERE true {events_f}
+         ORDER BY f.unit_id COLLATE "C", f.event_id COLLATE "C",
+                  coalesce(f.off < o.next_offset, true) DESC, f.part, f.off)
+    )
+    SELECT e.unit_id, e.event_id, e.lead_id, e.event_type, e.occurred_at, e.source,
+           e.skip_triggers, e.import_id, e.import_row, s.total,
+           sum(s.total) OVER lead_history,
+           coalesce(o.metadata, '{{}}')::jsonb, to_timestamp(e.first_ts / 1000.0),
+           e.score_id, e.lead_created, e.conflicts_known, e.part, e.off, e.seq,
+           lead(e.seq) OVER lead_history IS NULL,
+           e.points_was, e.score_before_was, e.score_after_was
+    FROM latest AS e
+    JOIN rp_scores AS s USING (score_id)
+    LEFT JOIN occurrence AS o USING (unit_id, event_id)
+    WHERE o.committed IS NOT FALSE
+    WINDOW lead_history AS (PARTITION BY e.unit_id COLLATE "C", e.lead_id COLLATE "C"
+                            ORDER BY e.part, e.seq ROWS UNBOUNDED PRECEDING)"""
+_LEADS = (
     """INSERT INTO rp_new_leads
        SELECT unit_id, lead_id, sum(points), count(*), min(occurred_at), max(occurred_at),
               coalesce(min(scored_at) FILTER (WHERE lead_created), min(scored_at)),
               max(scored_at)
-       FROM rp_new_events GROUP BY unit_id, lead_id""",
+       FROM rp_new_events AS e WHERE true {leads_e}
+       GROUP BY unit_id, lead_id""",
     """INSERT INTO rp_new_ruleset_scores
        SELECT e.unit_id, e.lead_id, p.ruleset_id, sum(p.points)
        FROM rp_new_events AS e JOIN rp_score_parts AS p USING (score_id)
+       WHERE true {leads_e}
        GROUP BY e.unit_id, e.lead_id, p.ruleset_id""",
+)
+# Aliases, conflicts and imports are few beside events: rebuilt whole in either pass.
+_DECISIONS = (
+    "TRUNCATE rp_new_aliases, rp_new_conflicts, rp_new_imports",
     # Only the decisions of an event's latest record count: joined on where it sits.
     """INSERT INTO rp_new_aliases
        SELECT DISTINCT ON (a.unit_id COLLATE "C", a.kind COLLATE "C", a.value COLLATE "C")
@@ -261,19 +288,116 @@ _COMPUTE = (
        SELECT unit_id, import_id, count(*), max(scored_at)
        FROM rp_new_events WHERE import_id IS NOT NULL GROUP BY unit_id, import_id""",
 )
+_AFFECTED_EVENTS = (
+    "EXISTS (SELECT FROM rp_affected_events AS a"
+    " WHERE a.unit_id = {t}.unit_id AND a.event_id = {t}.event_id)"
+)
+_AFFECTED_LEADS = (
+    "EXISTS (SELECT FROM rp_affected_leads AS a"
+    " WHERE a.unit_id = {t}.unit_id AND a.lead_id = {t}.lead_id)"
+)
 
-COMPUTE_STEPS = len(_COMPUTE)
+
+def _restricted(statement: str, *, only_affected: bool) -> str:
+    def clause(template: str, table: str) -> str:
+        return "AND " + template.format(t=table) if only_affected else ""
+
+    return statement.format(
+        events_s=clause(_AFFECTED_EVENTS, "s"),
+        events_f=clause(_AFFECTED_EVENTS, "f"),
+        leads_e=clause(_AFFECTED_LEADS, "e"),
+    )
 
 
-async def compute(conn: Connection, *, step: Callable[[], object] | None = None) -> None:
-    """Build the projections in staging from the staged records and offsets.
+_BUILD = (
+    *_MULTI,
+    _restricted(_EVENTS, only_affected=False),
+    *(_restricted(statement, only_affected=False) for statement in _LEADS),
+    *_DECISIONS,
+)
+_REBUILD_AFFECTED = (
+    *_MULTI,
+    """DELETE FROM rp_new_events AS e USING rp_affected_leads AS a
+       WHERE a.unit_id = e.unit_id AND a.lead_id = e.lead_id""",
+    """DELETE FROM rp_new_leads AS e USING rp_affected_leads AS a
+       WHERE a.unit_id = e.unit_id AND a.lead_id = e.lead_id""",
+    """DELETE FROM rp_new_ruleset_scores AS e USING rp_affected_leads AS a
+       WHERE a.unit_id = e.unit_id AND a.lead_id = e.lead_id""",
+    _restricted(_EVENTS, only_affected=True),
+    *(_restricted(statement, only_affected=True) for statement in _LEADS),
+    *_DECISIONS,
+)
+BUILD_STEPS = len(_BUILD)
+REBUILD_STEPS = len(_REBUILD_AFFECTED)
+
+
+async def build(conn: Connection, *, step: Callable[[], object] | None = None) -> None:
+    """Build the projections in staging from every staged record (the first pass).
 
     ``step``, if given, is called after each statement (progress).
     """
-    for statement in _COMPUTE:
+    for statement in _BUILD:
         await conn.execute(statement)
         if step is not None:
             step()
+
+
+async def begin_second_pass(conn: Connection) -> None:
+    """Rows staged from now on belong to the second pass; the offsets staged so far are
+    those the first pass went by."""
+    await conn.execute(
+        """ALTER TABLE rp_scored ALTER pass SET DEFAULT 2;
+           ALTER TABLE rp_facts ALTER pass SET DEFAULT 2;
+           TRUNCATE rp_offsets_then;
+           INSERT INTO rp_offsets_then SELECT * FROM rp_offsets"""
+    )
+
+
+_AFFECTED = (
+    "TRUNCATE rp_affected_events, rp_affected_leads",
+    # Events with a record or an occurrence staged in the second pass, or an occurrence
+    # that the scorer's offsets have passed since the first.
+    """INSERT INTO rp_affected_events
+       SELECT unit_id, event_id FROM rp_scored WHERE pass = 2
+       UNION SELECT unit_id, event_id FROM rp_facts WHERE pass = 2
+       UNION SELECT f.unit_id, f.event_id
+             FROM rp_facts AS f JOIN rp_offsets AS n USING (part)
+             LEFT JOIN rp_offsets_then AS t USING (part)
+             WHERE f.off < n.next_offset AND f.off >= coalesce(t.next_offset, 0)""",
+)
+# Then, until nothing is added: the leads any record of those events names, and every
+# event with a record naming one of those leads. A lead is rebuilt whole or not at all.
+_MORE_LEADS = """
+    INSERT INTO rp_affected_leads
+    SELECT DISTINCT s.unit_id, s.lead_id
+    FROM rp_scored AS s JOIN rp_affected_events USING (unit_id, event_id)
+    EXCEPT SELECT unit_id, lead_id FROM rp_affected_leads"""
+_MORE_EVENTS = """
+    INSERT INTO rp_affected_events
+    SELECT DISTINCT s.unit_id, s.event_id
+    FROM rp_scored AS s JOIN rp_affected_leads USING (unit_id, lead_id)
+    EXCEPT SELECT unit_id, event_id FROM rp_affected_events"""
+
+
+async def rebuild_affected(
+    conn: Connection, *, step: Callable[[], object] | None = None
+) -> tuple[int, int]:
+    """Rebuild in staging what the second pass's records change: every lead they touch,
+    whole. Returns how many leads and events were rebuilt."""
+    for statement in _AFFECTED:
+        await conn.execute(statement)
+    leads = 0
+    while True:
+        added = _count(await conn.execute(_MORE_LEADS))
+        leads += added
+        if not added or not _count(await conn.execute(_MORE_EVENTS)):
+            break
+    for statement in _REBUILD_AFFECTED:
+        await conn.execute(statement)
+        if step is not None:
+            step()
+    events: int = await conn.fetchval("SELECT count(*) FROM rp_affected_events")
+    return leads, events
 
 
 class Totals(NamedTuple):

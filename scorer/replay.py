@@ -113,6 +113,9 @@ class ReplaySummary:
     log_alone: bool = False
     """The scorer had stored no offsets: every scored record counted."""
     undecodable: int = 0
+    caught_up: tuple[int, int] = (0, 0)
+    """Leads and events rebuilt again while the scorer waited, for what it applied during
+    the run."""
 
     @property
     def rate(self) -> float:
@@ -135,7 +138,9 @@ class ReplaySummary:
             )
             + ")",
             f"{self.records_read:,} records read in {self.seconds:.1f} s "
-            f"({self.rate:,.0f} events/s); the scorer waited {self.paused:.1f} s",
+            f"({self.rate:,.0f} events/s); the scorer waited {self.paused:.1f} s, while "
+            f"{self.caught_up[0]:,} leads ({self.caught_up[1]:,} events) it had touched since "
+            "were rebuilt again",
         ]
         if self.log_alone:
             lines.append("the scorer had no stored offsets: every scored record counted")
@@ -179,6 +184,13 @@ async def replay(
             scored_end = await end_offsets(reader, settings.topics.scored)
             events_end = await end_offsets(reader, settings.topics.events)
             await run.stage(conn, reader, {}, scored_end, {}, events_end, "reading")
+            # A partition the scorer has not consumed yet: nothing of it is applied.
+            await rebuild.stage_offsets(
+                conn, {p: stored.get(p, 0) for p in events_end} if stored else {}
+            )
+            await rebuild.stage_scores(conn, run.scores.totals, run.scores.parts)
+            run.progress.phase("rebuilding", rebuild.BUILD_STEPS, what="steps")
+            await rebuild.build(conn, step=run.progress.advance)
             run.progress.phase("waiting for the scorer's batch in flight", what="")
             async with conn.transaction():
                 locked_at = time.perf_counter()
@@ -190,6 +202,7 @@ async def replay(
                         "the scorer began consuming while the replay read a log with no "
                         "stored offsets (a lost database): stop it, replay, then start it"
                     )
+                await rebuild.begin_second_pass(conn)
                 await run.stage(
                     conn,
                     reader,
@@ -201,8 +214,10 @@ async def replay(
                 )
                 await rebuild.stage_offsets(conn, locked if stored else {})
                 await rebuild.stage_scores(conn, run.scores.totals, run.scores.parts)
-                run.progress.phase("rebuilding", rebuild.COMPUTE_STEPS, what="steps")
-                await rebuild.compute(conn, step=run.progress.advance)
+                run.progress.phase(
+                    "rebuilding what changed since", rebuild.REBUILD_STEPS, what="steps"
+                )
+                run.rebuilt = await rebuild.rebuild_affected(conn, step=run.progress.advance)
                 totals = await rebuild.totals(conn)
                 run.progress.phase("switching", len(rebuild.PROJECTIONS), what="projections")
                 written = await rebuild.switch(conn, unit_ids)
@@ -221,6 +236,7 @@ async def replay(
         paused=paused,
         log_alone=not stored,
         undecodable=run.undecodable,
+        caught_up=run.rebuilt,
     )
 
 
@@ -233,6 +249,8 @@ class _Run:
     scores: ScoreIds = field(default_factory=ScoreIds)
     read: int = 0
     undecodable: int = 0
+    rebuilt: tuple[int, int] = (0, 0)
+    """Leads and events the second pass rebuilt."""
 
     async def stage(
         self,
