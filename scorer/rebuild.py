@@ -190,11 +190,12 @@ async def stage_offsets(conn: Connection, offsets: dict[int, int]) -> None:
 # ``{events}`` and ``{leads}`` restrict a statement to the events and leads of the second
 # pass (``rp_affected_*``), or to nothing (the first pass builds everything).
 _MULTI = (
-    "TRUNCATE rp_multi_scored, rp_multi_facts",
     """INSERT INTO rp_multi_scored
-       SELECT unit_id, event_id FROM rp_scored GROUP BY unit_id, event_id HAVING count(*) > 1""",
+       SELECT unit_id, event_id FROM rp_scored AS s WHERE true {events_s}
+       GROUP BY unit_id, event_id HAVING count(*) > 1""",
     """INSERT INTO rp_multi_facts
-       SELECT unit_id, event_id FROM rp_facts GROUP BY unit_id, event_id HAVING count(*) > 1""",
+       SELECT unit_id, event_id FROM rp_facts AS f WHERE true {events_f}
+       GROUP BY unit_id, event_id HAVING count(*) > 1""",
 )
 # - A later record of an event supersedes an earlier one (a record published again after a
 #   crash, a replay's record). An event's place in its lead's history is that of its latest
@@ -266,24 +267,26 @@ _LEADS = (
        WHERE true {leads_e}
        GROUP BY e.unit_id, e.lead_id, p.ruleset_id""",
 )
-# Aliases, conflicts and imports are few beside events: rebuilt whole in either pass.
 _DECISIONS = (
-    "TRUNCATE rp_new_aliases, rp_new_conflicts, rp_new_imports",
     # Only the decisions of an event's latest record count: joined on where it sits.
     """INSERT INTO rp_new_aliases
        SELECT DISTINCT ON (a.unit_id COLLATE "C", a.kind COLLATE "C", a.value COLLATE "C")
               a.unit_id, a.kind, a.value, e.lead_id, e.event_id, e.scored_at
        FROM rp_attached AS a JOIN rp_new_events AS e USING (unit_id, event_id, part, off)
+       WHERE true {leads_e}
        ORDER BY a.unit_id COLLATE "C", a.kind COLLATE "C", a.value COLLATE "C", e.part, e.seq""",
     """INSERT INTO rp_new_conflicts
        SELECT c.unit_id, c.event_id, c.kind, c.value, c.owner_lead_id, e.lead_id, e.scored_at
-       FROM rp_conflicts AS c JOIN rp_new_events AS e USING (unit_id, event_id, part, off)""",
+       FROM rp_conflicts AS c JOIN rp_new_events AS e USING (unit_id, event_id, part, off)
+       WHERE true {leads_e}""",
     # Records of scorers older than alias_conflicts did not say: keep what was recorded.
     """INSERT INTO rp_new_conflicts
        SELECT c.unit_id, c.event_id, c.kind, c.value, c.owner_lead_id, c.event_lead_id,
               c.detected_at
        FROM alias_conflicts AS c JOIN rp_new_events AS e USING (unit_id, event_id)
-       WHERE NOT e.conflicts_known""",
+       WHERE NOT e.conflicts_known {leads_e}""",
+    # Imports are few: counted whole in either pass.
+    "TRUNCATE rp_new_imports",
     """INSERT INTO rp_new_imports
        SELECT unit_id, import_id, count(*), max(scored_at)
        FROM rp_new_events WHERE import_id IS NOT NULL GROUP BY unit_id, import_id""",
@@ -309,23 +312,25 @@ def _restricted(statement: str, *, only_affected: bool) -> str:
     )
 
 
-_BUILD = (
-    *_MULTI,
-    _restricted(_EVENTS, only_affected=False),
-    *(_restricted(statement, only_affected=False) for statement in _LEADS),
-    *_DECISIONS,
-)
+def _pass(statements: tuple[str, ...], *, only_affected: bool) -> tuple[str, ...]:
+    return tuple(_restricted(statement, only_affected=only_affected) for statement in statements)
+
+
+_BUILD = _pass((*_MULTI, _EVENTS, *_LEADS, *_DECISIONS), only_affected=False)
+# The rows of the affected leads go, and come back rebuilt from all their records.
 _REBUILD_AFFECTED = (
-    *_MULTI,
-    """DELETE FROM rp_new_events AS e USING rp_affected_leads AS a
-       WHERE a.unit_id = e.unit_id AND a.lead_id = e.lead_id""",
-    """DELETE FROM rp_new_leads AS e USING rp_affected_leads AS a
-       WHERE a.unit_id = e.unit_id AND a.lead_id = e.lead_id""",
-    """DELETE FROM rp_new_ruleset_scores AS e USING rp_affected_leads AS a
-       WHERE a.unit_id = e.unit_id AND a.lead_id = e.lead_id""",
-    _restricted(_EVENTS, only_affected=True),
-    *(_restricted(statement, only_affected=True) for statement in _LEADS),
-    *_DECISIONS,
+    """DELETE FROM rp_multi_scored AS m USING rp_affected_events AS a
+       WHERE a.unit_id = m.unit_id AND a.event_id = m.event_id""",
+    """DELETE FROM rp_multi_facts AS m USING rp_affected_events AS a
+       WHERE a.unit_id = m.unit_id AND a.event_id = m.event_id""",
+    *(
+        f"""DELETE FROM {table} AS e USING rp_affected_leads AS a
+            WHERE a.unit_id = e.unit_id AND a.lead_id = e.lead_id"""
+        for table in ("rp_new_events", "rp_new_leads", "rp_new_ruleset_scores", "rp_new_aliases")
+    ),
+    """DELETE FROM rp_new_conflicts AS e USING rp_affected_leads AS a
+       WHERE a.unit_id = e.unit_id AND a.lead_id = e.event_lead_id""",
+    *_pass((*_MULTI, _EVENTS, *_LEADS, *_DECISIONS), only_affected=True),
 )
 BUILD_STEPS = len(_BUILD)
 REBUILD_STEPS = len(_REBUILD_AFFECTED)
@@ -386,6 +391,8 @@ async def rebuild_affected(
     whole. Returns how many leads and events were rebuilt."""
     for statement in _AFFECTED:
         await conn.execute(statement)
+    if not await conn.fetchval("SELECT EXISTS (SELECT FROM rp_affected_events)"):
+        return 0, 0
     leads = 0
     while True:
         added = _count(await conn.execute(_MORE_LEADS))
