@@ -184,6 +184,26 @@ async def stage_offsets(conn: Connection, offsets: dict[int, int]) -> None:
     await copy_rows(conn, "rp_offsets", ("part", "next_offset"), list(offsets.items()))
 
 
+async def facts_from_projection(conn: Connection, unit_ids: Sequence[str]) -> int:
+    """Stage the units' applied events from the events projection instead of the topic:
+    each one applied (no offsets to check), with its metadata. Only those not staged yet.
+
+    What a rescore goes by: a rule change touches neither which events were applied nor
+    their metadata. Returns how many were staged.
+    """
+    return _count(
+        await conn.execute(
+            """INSERT INTO rp_facts (unit_id, event_id, part, off, metadata)
+               SELECT e.unit_id, e.event_id, -1, -1, e.metadata::text
+               FROM events AS e
+               WHERE e.unit_id = ANY($1::text[])
+                 AND NOT EXISTS (SELECT FROM rp_facts AS f
+                                 WHERE f.unit_id = e.unit_id AND f.event_id = e.event_id)""",
+            list(unit_ids),
+        )
+    )
+
+
 # Sorts and windows key on text in the "C" collation: byte order, several times faster
 # to sort than the database's own, and any fixed order does here.
 #
@@ -251,7 +271,7 @@ _EVENTS = """
     FROM latest AS e
     JOIN rp_scores AS s USING (score_id)
     LEFT JOIN occurrence AS o USING (unit_id, event_id)
-    WHERE o.committed IS NOT FALSE
+    WHERE o.committed
     WINDOW lead_history AS (PARTITION BY e.unit_id COLLATE "C", e.lead_id COLLATE "C"
                             ORDER BY e.part, e.seq ROWS UNBOUNDED PRECEDING)"""
 _LEADS = (

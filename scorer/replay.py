@@ -2,8 +2,8 @@
 
 ``leadvibe replay [--unit UNIT]`` rebuilds the leads, aliases, alias conflicts, events,
 per-ruleset scores and import progress of one unit (or of all) from ``leadvibe.scored``
-and ``leadvibe.events`` alone; ``leadvibe rescore`` is the same run (see below). Both may
-run while the scorer applies new events.
+and ``leadvibe.events`` alone. ``leadvibe rescore`` is the same run, reading one topic
+instead of two (see below). Both may run while the scorer applies new events.
 
 What the rebuild takes from where
 ---------------------------------
@@ -27,22 +27,25 @@ What the rebuild takes from where
 
 How it runs beside the scorer
 -----------------------------
-1. Without holding anything: note the end offsets of both topics, and stage every record
-   up to them into temporary tables (binary COPY, :mod:`scorer.rebuild`).
+1. Without holding anything: note the end offsets of both topics, stage every record up
+   to them into temporary tables (binary COPY) and build the new projections there, with
+   set-based statements (:mod:`scorer.rebuild`).
 2. In one transaction: lock the scorer's offset rows (``consumer_offsets``, group
    ``leadvibe-scorer``) as the scorer's own batches do, first thing in theirs: a batch in
    flight finishes first, the next one waits. Then nothing is applied that the
    projections do not show, and every batch committed has its scored records in Kafka
    (the scorer publishes before it commits). Stage the records appended since step 1,
-   build the projections in staging with set-based statements, and switch the units'
-   rows to them, writing only the rows that differ. Commit.
+   rebuild in staging every lead they touch (whole: with every event that shares a record
+   with it), and switch the units' rows to staging, writing only the rows that differ.
+   Commit.
 3. Readers see the old projections until the commit and the new ones after: never a mix.
    The scorer resumes from its offsets, on top of the rebuilt projections, so an event
    that arrived during the run is applied exactly once, by the scorer, and nothing
    applied before is lost: the rebuild holds exactly the events the offsets cover.
 
-The scorer waits during step 2 (its events queue up in Kafka; uploads go on being
-accepted): the summary says for how long.
+The scorer waits during step 2 only (its events queue up in Kafka; uploads go on being
+accepted): the summary says for how long. That time grows with what the switch writes and
+what was applied meanwhile, not with the size of the log.
 
 Records it publishes
 --------------------
@@ -56,13 +59,16 @@ for crossings the rescore made: they start from the rescored score. The records 
 after the commit: if the run dies in between, the next run finds the same differences
 and publishes them.
 
-Why rescore is a replay
------------------------
+Rescore: a replay that reads one topic
+--------------------------------------
 Rescoring needs every event's points under today's rules and each lead's running score
-in the order its events were applied; that order is in ``leadvibe.scored`` and not in the
-events projection. Reading the log again costs a few seconds a million events, and one
-mechanism is one thing to test and trust. The switch writes only what differs, so a
-rescore costs the rows whose scores moved and nothing more.
+in the order its events were applied. That order is in ``leadvibe.scored``, not in the
+events projection (one batch's events share a ``scored_at``), so a set-based pass over
+the projection could not give ``score_after``; rescore is this same run. What a rule
+change cannot touch, which events were applied and their metadata, it takes from the
+events projection instead of reading ``leadvibe.events`` (the scorer's own record of what
+it applied, exact under the lock): one topic read instead of two. Identity still comes
+from the log. A replay trusts no projection and reads both.
 """
 
 from __future__ import annotations
@@ -152,8 +158,12 @@ class ReplaySummary:
 async def rescore(
     settings: Settings, unit_id: str | None = None, *, progress: Progress | None = None
 ) -> ReplaySummary:
-    """Every score of the unit (or of all units) again, under today's rules: a replay."""
-    return await replay(settings, unit_id, progress=progress)
+    """Every score of ``unit_id`` (default: every unit) again, under today's rules.
+
+    A replay that takes which events were applied, and their metadata, from the events
+    projection rather than from ``leadvibe.events``: it reads one topic, not two.
+    """
+    return await _rebuild(settings, unit_id, progress or Silent(), facts_from_projection=True)
 
 
 async def replay(
@@ -164,8 +174,15 @@ async def replay(
     Raises ReplayError, with nothing changed, when the unit does not exist, another replay
     is running, or the scorer began consuming a database that had no offsets.
     """
+    return await _rebuild(settings, unit_id, progress or Silent(), facts_from_projection=False)
+
+
+async def _rebuild(
+    settings: Settings, unit_id: str | None, progress: Progress, *, facts_from_projection: bool
+) -> ReplaySummary:
     started = time.perf_counter()
-    run = _Run(settings, progress or Silent())
+    topics = settings.topics
+    run = _Run(settings, progress, facts_from_projection=facts_from_projection)
     conn = await asyncpg.connect(settings.database_url, server_settings=rebuild.SESSION_SETTINGS)
     try:
         if not await rebuild.try_lock(conn):
@@ -177,13 +194,16 @@ async def replay(
             )
         run.units = Units(unit_ids, only=unit_id)
         run.book = RuleBook.of(await store.active_rulesets(conn, unit_ids))
-        stored = await load_offsets(conn, GROUP, settings.topics.events)
+        # A rescore goes by the events projection: no offsets to check occurrences against.
+        stored = {} if facts_from_projection else await load_offsets(conn, GROUP, topics.events)
         await rebuild.create_staging(conn)
         async with open_reader(settings.kafka_bootstrap_servers) as reader:
             # Scored first: an event a record below this end is about lies below the other.
-            scored_end = await end_offsets(reader, settings.topics.scored)
-            events_end = await end_offsets(reader, settings.topics.events)
+            scored_end = await end_offsets(reader, topics.scored)
+            events_end = await end_offsets(reader, topics.events)
             await run.stage(conn, reader, {}, scored_end, {}, events_end, "reading")
+            if facts_from_projection:
+                await rebuild.facts_from_projection(conn, unit_ids)
             # A partition the scorer has not consumed yet: nothing of it is applied.
             await rebuild.stage_offsets(
                 conn, {p: stored.get(p, 0) for p in events_end} if stored else {}
@@ -194,10 +214,8 @@ async def replay(
             run.progress.phase("waiting for the scorer's batch in flight", what="")
             async with conn.transaction():
                 locked_at = time.perf_counter()
-                locked = await rebuild.lock_scorer(
-                    conn, GROUP, settings.topics.events, list(events_end)
-                )
-                if not stored and any(locked.values()):
+                locked = await rebuild.lock_scorer(conn, GROUP, topics.events, list(events_end))
+                if not stored and not facts_from_projection and any(locked.values()):
                     raise ReplayError(
                         "the scorer began consuming while the replay read a log with no "
                         "stored offsets (a lost database): stop it, replay, then start it"
@@ -207,11 +225,13 @@ async def replay(
                     conn,
                     reader,
                     scored_end,
-                    await end_offsets(reader, settings.topics.scored),
+                    await end_offsets(reader, topics.scored),
                     events_end,
-                    await end_offsets(reader, settings.topics.events),
+                    await end_offsets(reader, topics.events),
                     "catching up",
                 )
+                if facts_from_projection:
+                    await rebuild.facts_from_projection(conn, unit_ids)
                 await rebuild.stage_offsets(conn, locked if stored else {})
                 await rebuild.stage_scores(conn, run.scores.totals, run.scores.parts)
                 run.progress.phase(
@@ -234,7 +254,7 @@ async def replay(
         published=published,
         seconds=time.perf_counter() - started,
         paused=paused,
-        log_alone=not stored,
+        log_alone=not stored and not facts_from_projection,
         undecodable=run.undecodable,
         caught_up=run.rebuilt,
     )
@@ -244,6 +264,8 @@ async def replay(
 class _Run:
     settings: Settings
     progress: Progress
+    facts_from_projection: bool = False
+    """Take applied events and their metadata from the events projection (a rescore)."""
     units: Units = field(default_factory=lambda: Units(()))
     book: RuleBook = field(default_factory=RuleBook)
     scores: ScoreIds = field(default_factory=ScoreIds)
@@ -264,6 +286,8 @@ class _Run:
     ) -> None:
         """Stage the records of both topics between the offsets given."""
         topics = self.settings.topics
+        if self.facts_from_projection:
+            events_from = events_to = {}
         total = remaining(scored_from, scored_to) + remaining(events_from, events_to)
         self.progress.phase(phase, total)
         async for batch in self._read(reader, topics.scored, scored_from, scored_to):
