@@ -73,6 +73,7 @@ from the log. A replay trusts no projection and reads both.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ from leadvibe.reading import Offsets, end_offsets, open_reader, read_between, re
 from leadvibe.settings import Settings
 from schemas import Alias, ConflictingAlias, ScoredEvent, encode
 from scorer import rebuild, store
-from scorer.log_rows import ScoreIds, Units, stage_facts, stage_scored
+from scorer.log_rows import ScoreIds, StagedScored, Units, stage_facts, stage_scored
 from scorer.progress import Progress, Silent
 from scorer.rebuild import Totals, Written
 from scorer.scoring import RuleBook
@@ -290,18 +291,25 @@ class _Run:
             events_from = events_to = {}
         total = remaining(scored_from, scored_to) + remaining(events_from, events_to)
         self.progress.phase(phase, total)
+        # A batch's COPY runs while the next batch is decoded: Postgres ingests on its core
+        # while this process decodes on its own. One COPY at a time on the connection.
+        copying: asyncio.Task[None] | None = None
         async for batch in self._read(reader, topics.scored, scored_from, scored_to):
             staged = stage_scored(batch, self.units, self.book, self.scores)
             self.undecodable += staged.undecodable
-            await rebuild.copy_rows(conn, "rp_scored", rebuild.SCORED_COLUMNS, staged.scored)
-            await rebuild.copy_rows(conn, "rp_attached", rebuild.ATTACHED_COLUMNS, staged.attached)
-            await rebuild.copy_rows(
-                conn, "rp_conflicts", rebuild.CONFLICT_COLUMNS, staged.conflicts
-            )
+            if copying is not None:
+                await copying
+            copying = asyncio.create_task(_copy_scored(conn, staged))
         async for batch in self._read(reader, topics.events, events_from, events_to):
             facts, undecodable = stage_facts(batch, self.units)
             self.undecodable += undecodable
-            await rebuild.copy_rows(conn, "rp_facts", rebuild.FACT_COLUMNS, facts)
+            if copying is not None:
+                await copying
+            copying = asyncio.create_task(
+                rebuild.copy_rows(conn, "rp_facts", rebuild.FACT_COLUMNS, facts)
+            )
+        if copying is not None:
+            await copying
         self.progress.end()
 
     async def _read(
@@ -328,6 +336,12 @@ class _Run:
                 self.progress.advance(len(rows))
         self.progress.end()
         return published
+
+
+async def _copy_scored(conn: asyncpg.Connection, staged: StagedScored) -> None:
+    await rebuild.copy_rows(conn, "rp_scored", rebuild.SCORED_COLUMNS, staged.scored)
+    await rebuild.copy_rows(conn, "rp_attached", rebuild.ATTACHED_COLUMNS, staged.attached)
+    await rebuild.copy_rows(conn, "rp_conflicts", rebuild.CONFLICT_COLUMNS, staged.conflicts)
 
 
 async def _publish(producer: AIOKafkaProducer, topic: str, rows: list[asyncpg.Record]) -> int:
