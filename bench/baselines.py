@@ -7,7 +7,7 @@
   batches, 5 ms linger, no compression).
 - PostgreSQL ``COPY`` loads the rows the scorer writes to ``events`` for the scorer's
   benchmark events into a table like ``events`` without its indexes: the least work that
-  puts those rows in the database.
+  puts those rows in the database; and, to tell what the indexes add, into one with them.
 """
 
 from __future__ import annotations
@@ -151,10 +151,18 @@ def _summary(output: str) -> ProducerRun:
 class CopyRun:
     rows: int
     seconds: float
+    """Into a table like ``events`` without its indexes: the baseline."""
+    indexed_seconds: float
+    """Into a table like ``events`` with its key and indexes: what of the scorer's cost is
+    the events rows' own."""
 
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds
+
+    @property
+    def indexed_rows_per_second(self) -> float:
+        return self.rows / self.indexed_seconds
 
 
 EVENT_COLUMNS = (
@@ -191,7 +199,8 @@ def write_event_rows(path: Path, count: int, people: int) -> None:
 async def measure_copy(
     world: World, count: int, people: int, runs: int, workdir: Path
 ) -> list[CopyRun]:
-    """``runs`` COPYs of the ``count`` rows into a fresh table like ``events``, unindexed."""
+    """``runs`` COPYs of the ``count`` rows into a fresh table like ``events``, unindexed,
+    and as many into one with the key and indexes of ``events``."""
     rows_file = workdir / "copy-rows.csv"
     await asyncio.to_thread(write_event_rows, rows_file, count, people)
     url = await world.database("copy")
@@ -199,18 +208,28 @@ async def measure_copy(
     results = []
     try:
         for n in range(runs):
-            table = f"events_copy_{n}"
-            # LIKE copies the columns, their types and NOT NULLs, and no index or key.
-            await conn.execute(f"CREATE TABLE {table} (LIKE events INCLUDING DEFAULTS)")
-            started = time.perf_counter()
-            await asyncio.wait_for(
-                conn.copy_to_table(table, source=rows_file, columns=EVENT_COLUMNS, format="csv"),
-                timeout=deadline_for(count),
-            )
-            results.append(CopyRun(count, time.perf_counter() - started))
-            await conn.execute(f"DROP TABLE {table}")
+            # LIKE copies the columns, their types and NOT NULLs, and no index or key...
+            plain = await _copy(conn, f"events_copy_{n}", "INCLUDING DEFAULTS", rows_file, count)
+            # ...unless told to.
+            indexed = await _copy(conn, f"events_indexed_{n}", "INCLUDING ALL", rows_file, count)
+            results.append(CopyRun(count, plain, indexed))
     finally:
         await conn.close()
         os.unlink(rows_file)
     await world.drop(url)
     return results
+
+
+async def _copy(
+    conn: asyncpg.Connection, table: str, like: str, rows_file: Path, count: int
+) -> float:
+    """Seconds to COPY the rows into a new table LIKE events ``like``; dropped after."""
+    await conn.execute(f"CREATE TABLE {table} (LIKE events {like})")
+    started = time.perf_counter()
+    await asyncio.wait_for(
+        conn.copy_to_table(table, source=rows_file, columns=EVENT_COLUMNS, format="csv"),
+        timeout=deadline_for(count),
+    )
+    seconds = time.perf_counter() - started
+    await conn.execute(f"DROP TABLE {table}")
+    return seconds

@@ -259,6 +259,14 @@ class Harness:
             return
         rate = _median([r.rows_per_second for r in runs])
         self.table.add(Figure("6", label, "rows/s", [r.rows_per_second for r in runs]))
+        self.table.add(
+            Figure(
+                "6",
+                "  the same into a table with events' key and 3 indexes",
+                "rows/s",
+                [r.indexed_rows_per_second for r in runs],
+            )
+        )
         if scorer_rate is not None:
             self.table.add(
                 Figure("6", "  scorer events/s ÷ COPY rows/s", "x", [scorer_rate / rate])

@@ -172,17 +172,20 @@ def _processes() -> list[tuple[int, int, str]]:
     return found
 
 
-# A client backend's command line: "postgres: USER DATABASE HOST(PORT) STATE".
-_BACKEND = re.compile(r"^postgres: \S+ (\S+) (?:[\d.:a-f]+\(\d+\)|\[local\])")
+# The database of a client backend ("postgres: USER DATABASE HOST(PORT) STATE") or of an
+# autovacuum worker ("postgres: autovacuum worker DATABASE").
+_OF_DATABASE = re.compile(
+    r"^postgres: (?:autovacuum worker (\S+)|\S+ (\S+) (?:[\d.:a-f]+\(\d+\)|\[local\]))"
+)
 
 
 def server_pids(name: str, database: str | None = None) -> list[int]:
     """The local stack's own processes (scripts/stack.sh), not another Kafka or Postgres
     that may run on the machine: the broker started from the local folder, and the
     postmaster of its Postgres with its children. With ``database``, of the children only
-    the server's own (writers, checkpointer, autovacuum) and the backends of connections to
-    that database, not those of other clients sharing the server. None when the servers
-    are not the local stack's (containers)."""
+    the server's own (writers, checkpointer) and those working for that database (its
+    clients' backends, its autovacuum), not those of other clients sharing the server.
+    None when the servers are not the local stack's (containers)."""
     local = local_dir()
     processes = _processes()
     if name == "kafka":
@@ -195,8 +198,8 @@ def server_pids(name: str, database: str | None = None) -> list[int]:
     for pid, parent, cmd in processes:
         if postmaster not in (pid, parent):
             continue
-        backend = _BACKEND.match(cmd)
-        if database is None or backend is None or backend.group(1) == database:
+        of = _OF_DATABASE.match(cmd)
+        if database is None or of is None or database in of.groups():
             found.append(pid)
     return found
 
