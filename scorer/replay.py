@@ -200,8 +200,11 @@ async def _rebuild(
         await rebuild.create_staging(conn)
         async with open_reader(settings.kafka_bootstrap_servers) as reader:
             # Scored first: an event a record below this end is about lies below the other.
-            scored_end = await end_offsets(reader, topics.scored)
-            events_end = await end_offsets(reader, topics.events)
+            try:
+                scored_end = await end_offsets(reader, topics.scored)
+                events_end = await end_offsets(reader, topics.events)
+            except LookupError as exc:
+                raise ReplayError(f"{exc} (leadvibe topics create makes it)") from None
             await run.stage(conn, reader, {}, scored_end, {}, events_end, "reading")
             if facts_from_projection:
                 await rebuild.facts_from_projection(conn, unit_ids)
