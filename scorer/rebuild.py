@@ -603,10 +603,13 @@ _BY_DEFAULT = (
 )
 
 
-async def switch(conn: Connection, unit_ids: Sequence[str]) -> dict[str, Written]:
+async def switch(
+    conn: Connection, unit_ids: Sequence[str], *, step: Callable[[], object] | None = None
+) -> dict[str, Written]:
     """Make the units' projections what staging holds, writing only rows that differ.
 
     Inside the caller's transaction: readers see the old projections until it commits.
+    ``step``, if given, is called after each projection (progress).
     """
     written: dict[str, Written] = {}
     for projection in PROJECTIONS:
@@ -625,6 +628,8 @@ async def switch(conn: Connection, unit_ids: Sequence[str]) -> dict[str, Written
                 for setting in _BY_DEFAULT if action != "I" else ():
                     await conn.execute(setting)
         written[projection.table] = Written(counts["D"], counts["U"], counts["I"])
+        if step is not None:
+            step()
     return written
 
 

@@ -244,7 +244,7 @@ async def _rebuild(
                 run.rebuilt = await rebuild.rebuild_affected(conn, step=run.progress.advance)
                 totals = await rebuild.totals(conn)
                 run.progress.phase("switching", len(rebuild.PROJECTIONS), what="projections")
-                written = await rebuild.switch(conn, unit_ids)
+                written = await rebuild.switch(conn, unit_ids, step=run.progress.advance)
                 run.progress.end()
             paused = time.perf_counter() - locked_at
         published = await run.publish(conn, totals.to_publish)
