@@ -44,6 +44,8 @@ FILE_SIZE = 10 * 1024 * 1024
 """The issue's file: 10 MB, the gateway's limit."""
 WARM_UP_SIZE = 64 * 1024
 """A first, small upload that every run waits for, so no run pays for connecting."""
+UPLOAD_TIMEOUT = 120.0
+"""Seconds an upload may take to its answer (the gateway's own publish deadline is 30)."""
 START_TIMEOUT = 60.0
 """Seconds a service has to start (and, for the consumers, join their groups)."""
 FIRST_THRESHOLD = 100
@@ -111,9 +113,10 @@ class Gateway:
     async def upload(self, data: bytes) -> tuple[float, dict[str, Any]]:
         """(seconds from the first byte to the answer, the 202's body)."""
         started = time.perf_counter()
-        response = await self.client.post(
-            "/import", headers=self.headers, files={"file": ("events.csv", data, "text/csv")}
-        )
+        async with asyncio.timeout(UPLOAD_TIMEOUT):
+            response = await self.client.post(
+                "/import", headers=self.headers, files={"file": ("events.csv", data, "text/csv")}
+            )
         elapsed = time.perf_counter() - started
         if response.status_code != 202:
             raise RuntimeError(f"POST /import answered {response.status_code}: {response.text}")

@@ -9,6 +9,7 @@ rules it writes and publishes nothing).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.consumers import time_consumption
+from bench.deadlines import deadline_for
 from bench.processes import running, service_env
 from bench.scorer_alone import publish_events
 from bench.seed import RULESETS, UNIT, add_rulesets, add_unit
@@ -55,7 +57,7 @@ async def measure_replay(
     results = []
     for _ in range(runs):
         started = time.perf_counter()
-        summary = await replay(settings)
+        summary = await asyncio.wait_for(replay(settings), timeout=deadline_for(2 * count))
         seconds = time.perf_counter() - started
         results.append(ReplayRun(summary.totals.events, summary.records_read, seconds))
     await world.drop(url)
