@@ -50,9 +50,9 @@ START_TIMEOUT = 60.0
 """Seconds a service has to start (and, for the consumers, join their groups)."""
 FIRST_THRESHOLD = 100
 THRESHOLD_STEP = 100
-"""The 20 triggers' thresholds, 100 to 2,000: each import adds about 40 points to a lead,
-so about one lead in three crosses one, and a few percent of the records fire, as in the
-trigger service's own benchmark."""
+"""The 20 triggers' thresholds, 100 to 2,000: the file gives a lead about 40 points on
+average, so about 1% of its records cross a threshold (fewer fire: some triggers want a
+form_submit, some fire once)."""
 
 
 @dataclass(frozen=True)
