@@ -299,16 +299,21 @@ class ConsumeLoop(Generic[R]):
 
 
 @asynccontextmanager
-async def open_consumer(bootstrap_servers: str, group: str) -> AsyncIterator[AIOKafkaConsumer]:
-    """A started group member that never commits to Kafka: offsets live in Postgres."""
+async def open_consumer(
+    bootstrap_servers: str, group: str | None, *, partition_fetch_mb: int = 4
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started consumer that never commits to Kafka: offsets live in Postgres.
+
+    ``group`` None gives a consumer outside any group (a reader that assigns partitions).
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_max_bytes=32 * 1024 * 1024,
+        max_partition_fetch_bytes=partition_fetch_mb * 1024 * 1024,
+        fetch_max_bytes=8 * partition_fetch_mb * 1024 * 1024,
     )
     await consumer.start()
     try:

@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from leadvibe.consuming import open_consumer
+
 Offsets = dict[int, int]
 """Offset by partition."""
 
@@ -28,20 +30,8 @@ class ReadStalled(RuntimeError):
 @asynccontextmanager
 async def open_reader(bootstrap_servers: str) -> AsyncIterator[AIOKafkaConsumer]:
     """A started consumer without a group, fetching in large requests."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
+    async with open_consumer(bootstrap_servers, None, partition_fetch_mb=8) as consumer:
         yield consumer
-    finally:
-        await consumer.stop()
 
 
 async def end_offsets(consumer: AIOKafkaConsumer, topic: str) -> Offsets:
