@@ -95,6 +95,32 @@ async def get_json(gateway: httpx.AsyncClient, tenant: Tenant, path: str, **para
     return response.json()
 
 
+async def import_csv(
+    gateway: httpx.AsyncClient, tenant: Tenant, csv: str, *, skip_triggers: bool = False
+) -> dict[str, Any]:
+    """POST /import of ``csv``; its 202 body, which counted no error row."""
+    response = await gateway.post(
+        "/import",
+        params={"skip_triggers": "true" if skip_triggers else "false"},
+        files={"file": ("events.csv", csv.encode())},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 202, response.text
+    accepted: dict[str, Any] = response.json()
+    assert accepted["errors"] == 0, accepted
+    return accepted
+
+
+async def wait_applied(gateway: httpx.AsyncClient, tenant: Tenant, import_id: str) -> None:
+    """Until the scorer has applied every row the import published."""
+    await wait_for(
+        lambda: get_json(gateway, tenant, f"/imports/{import_id}"),
+        until=lambda body: body["applied"] == body["imported"],
+        timeout=60,
+        what=f"import {import_id} applied",
+    )
+
+
 async def lead_when(
     gateway: httpx.AsyncClient, tenant: Tenant, path: str, *, event_count: int
 ) -> Any:

@@ -23,9 +23,9 @@ from scorer import store
 from scorer.replay import replay, rescore
 from scorer.scoring import RuleBook
 from tests.conftest import Tenant, make_tenant
-from tests.scorer.helpers import create_ruleset, get_json, read_topic
-from tests.trigger_service.helpers import create_trigger, wait_consumed
-from tests.trigger_service.receiver import Receiver, running_receiver
+from tests.scorer.helpers import create_ruleset, get_json, import_csv, read_topic, wait_applied
+from tests.trigger_service.helpers import create_trigger, received, wait_consumed
+from tests.trigger_service.receiver import running_receiver
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("scorer")]
@@ -81,30 +81,6 @@ def generated_rows(count: int, *, seed: int = 11, people: int = 250) -> str:
     lines.append("ld_shared_a,shared@acme.com,,,page_view,2025-05-01T10:00:00Z")
     lines.append("ld_shared_b,Shared@Acme.com,,cookie-b,page_view,2025-05-02T10:00:00Z")
     return "\n".join(lines) + "\n"
-
-
-async def import_csv(
-    gateway: httpx.AsyncClient, tenant: Tenant, csv: str, *, skip_triggers: bool = False
-) -> dict[str, Any]:
-    response = await gateway.post(
-        "/import",
-        params={"skip_triggers": "true" if skip_triggers else "false"},
-        files={"file": ("events.csv", csv.encode())},
-        headers=tenant.headers,
-    )
-    assert response.status_code == 202, response.text
-    accepted: dict[str, Any] = response.json()
-    assert accepted["errors"] == 0, accepted
-    return accepted
-
-
-async def wait_applied(gateway: httpx.AsyncClient, tenant: Tenant, import_id: str) -> None:
-    await wait_for(
-        lambda: get_json(gateway, tenant, f"/imports/{import_id}"),
-        until=lambda body: body["applied"] == body["imported"],
-        timeout=60,
-        what=f"import {import_id} applied",
-    )
 
 
 async def ingest(gateway: httpx.AsyncClient, tenant: Tenant, events: list[dict[str, Any]]) -> None:
@@ -382,15 +358,11 @@ async def test_a_rescore_gives_the_new_rules_scores_and_fires_no_trigger(
                 {"lead_id": "ld_quiet", "event_type": "big_deal"},  # 3 -> over: fires
             ],
         )
-        await wait_for(lambda: _count_received(receiver), until=lambda n: n >= 1)
+        await wait_for(lambda: received(receiver), until=lambda n: n >= 1)
         await wait_consumed(pool, settings, events + summary.published + 2)
         firings = await pool.fetch("SELECT lead_id FROM trigger_firings")
         assert [f["lead_id"] for f in firings] == ["ld_quiet"]
         assert len(receiver.received) == 1
-
-
-async def _count_received(receiver: Receiver) -> int:
-    return len(receiver.received)
 
 
 class Phases:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,7 @@ from leadvibe.producing import open_producer, publish_batched
 from leadvibe.settings import Settings
 from schemas import ScoredEvent, encode
 from tests.conftest import TEST_DELIVERY_POLICY, Tenant
+from tests.trigger_service.receiver import Receiver
 from tests.waiting import wait_for
 from trigger_service.delivery import DeliveryPolicy
 from trigger_service.service import GROUP, run
@@ -96,6 +97,32 @@ async def firings_of(
     assert response.status_code == 200, response.text
     firings: list[dict[str, Any]] = response.json()["firings"]
     return firings
+
+
+def delivered(firing: dict[str, Any]) -> bool:
+    return bool(firing["delivery_status"] == "delivered")
+
+
+async def wait_firing(
+    gateway: httpx.AsyncClient,
+    tenant: Tenant,
+    trigger_id: str,
+    *,
+    until: Callable[[dict[str, Any]], bool],
+    what: str,
+) -> dict[str, Any]:
+    """The trigger's one firing, once ``until`` holds for it (a firing as the API lists it)."""
+    [firing] = await wait_for(
+        lambda: firings_of(gateway, tenant, trigger_id),
+        until=lambda fs: len(fs) == 1 and until(fs[0]),
+        what=what,
+    )
+    return firing
+
+
+async def received(receiver: Receiver, path: str | None = None) -> int:
+    """How many webhooks ``receiver`` got (at ``path``): a probe for ``wait_for``."""
+    return len(receiver.received if path is None else receiver.at(path))
 
 
 async def consumed(pool: asyncpg.Pool, settings: Settings) -> int:

@@ -14,8 +14,15 @@ import pytest
 
 from leadvibe.settings import Settings
 from tests.conftest import Tenant, make_tenant
-from tests.scorer.helpers import create_ruleset, get_json
-from tests.trigger_service.helpers import create_trigger, firings_of, wait_consumed
+from tests.scorer.helpers import create_ruleset, get_json, import_csv, wait_applied
+from tests.trigger_service.helpers import (
+    create_trigger,
+    delivered,
+    firings_of,
+    received,
+    wait_consumed,
+    wait_firing,
+)
 from tests.trigger_service.receiver import Receiver
 from tests.waiting import wait_for
 
@@ -39,20 +46,8 @@ ROW_COUNT = 6
 async def _import(
     gateway: httpx.AsyncClient, tenant: Tenant, csv: str, *, skip_triggers: bool
 ) -> None:
-    response = await gateway.post(
-        "/import",
-        params={"skip_triggers": "true" if skip_triggers else "false"},
-        files={"file": ("events.csv", csv.encode())},
-        headers=tenant.headers,
-    )
-    assert response.status_code == 202, response.text
-    accepted = response.json()
-    assert accepted["errors"] == 0
-    await wait_for(
-        lambda: get_json(gateway, tenant, f"/imports/{accepted['import_id']}"),
-        until=lambda body: body["applied"] == body["imported"],
-        what="the import scored",
-    )
+    accepted = await import_csv(gateway, tenant, csv, skip_triggers=skip_triggers)
+    await wait_applied(gateway, tenant, accepted["import_id"])
 
 
 async def _set_up(
@@ -117,7 +112,7 @@ async def test_an_import_with_skip_triggers_fires_nothing_and_without_it_fires_e
         ("page_view", "ld_c", "page_view", 0, 10),
     }
     await wait_for(
-        lambda: _count(receiver),
+        lambda: received(receiver),
         until=lambda n: n >= len(expected),
         what=f"{len(expected)} webhooks",
     )
@@ -130,10 +125,6 @@ async def test_an_import_with_skip_triggers_fires_nothing_and_without_it_fires_e
         for got in receiver.at(f"/loud/{name}"):
             assert got.signed_by(trigger["signing_secret"])
             assert got.json["trigger"]["id"] == trigger["id"]
-
-
-async def _count(receiver: Receiver) -> int:
-    return len(receiver.received)
 
 
 async def test_a_live_event_crossing_after_a_silent_backfill_sends_one_signed_webhook(
@@ -156,7 +147,7 @@ async def test_a_live_event_crossing_after_a_silent_backfill_sends_one_signed_we
     )
     assert response.status_code == 202, response.text
 
-    await wait_for(lambda: _count(receiver), until=lambda n: n >= 1, what="the webhook")
+    await wait_for(lambda: received(receiver), until=lambda n: n >= 1, what="the webhook")
     await wait_consumed(pool, settings, 5)
     [got] = receiver.received
     assert got.signed_by(trigger["signing_secret"])
@@ -164,9 +155,7 @@ async def test_a_live_event_crossing_after_a_silent_backfill_sends_one_signed_we
     assert body["lead"] == {"id": "ld_live"}
     assert body["event"]["type"] == "demo_request"
     assert (body["score_before"], body["score_after"]) == (40, 90)
-    [firing] = await wait_for(
-        lambda: firings_of(gateway, tenant, trigger["id"]),
-        until=lambda fs: len(fs) == 1 and fs[0]["delivery_status"] == "delivered",
-        what="the firing delivered",
+    firing = await wait_firing(
+        gateway, tenant, trigger["id"], until=delivered, what="the firing delivered"
     )
     assert firing["id"] == got.firing_id == body["id"]
