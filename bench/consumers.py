@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -27,6 +27,23 @@ class Consumption:
     """Seconds from the start of the process to its first committed batch."""
     elapsed: float
     """Seconds from the start of the process to the last commit."""
+
+
+@dataclass(frozen=True)
+class ConsumerRun:
+    """What each run of a consumer's benchmark reports (its figures per record)."""
+
+    rate: float
+    """Records per second from the first committed batch to the last."""
+    join: float
+    """Seconds from the start of the processes to the first committed batch."""
+    cpu_us: dict[str, float]
+    """CPU microseconds per record of the service, and of the local Postgres and Kafka."""
+
+
+def per_record_us(cpu: Mapping[str, float], count: int) -> dict[str, float]:
+    """CPU seconds (by process name) as microseconds per record of ``count``."""
+    return {name: 1e6 * seconds / count for name, seconds in cpu.items()}
 
 
 async def time_consumption(

@@ -158,6 +158,21 @@ def cpu_used(name: str, before: Mapping[int, float], database: str | None = None
     return sum(t - before.get(pid, 0.0) for pid, t in now.items())
 
 
+SERVERS = ("postgres", "kafka")
+"""The local stack's servers, whose CPU a consumer's benchmark counts beside its own."""
+
+
+def servers_cpu(database: str) -> dict[str, dict[int, float]]:
+    """Each server's CPU time so far, by process (of Postgres, only those serving
+    ``database``): the ``before`` of :func:`servers_cpu_used`."""
+    return {name: cpu_seconds(server_pids(name, database)) for name in SERVERS}
+
+
+def servers_cpu_used(before: Mapping[str, Mapping[int, float]], database: str) -> dict[str, float]:
+    """CPU seconds each server used since ``before`` (:func:`servers_cpu`)."""
+    return {name: cpu_used(name, taken, database) for name, taken in before.items()}
+
+
 def _processes() -> list[tuple[int, int, str]]:
     """(pid, parent pid, command line) of every process."""
     found = []

@@ -14,11 +14,8 @@ so the consumer group's join time is left out (it is printed separately).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import itertools
 import random
-import statistics
 import sys
 import time
 import uuid
@@ -30,17 +27,17 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.consumers import time_consumption
-from bench.processes import ROOT, cpu_seconds, cpu_used, running, server_pids, service_env
-from bench.seed import RULESETS, UNIT, add_rulesets, add_unit
+from bench.alone import each_run, logs_of, parser, timed
+from bench.consumers import ConsumerRun, per_record_us, time_consumption
+from bench.processes import cpu_seconds, running, servers_cpu, servers_cpu_used, service_env
+from bench.publishing import publish_chunked
+from bench.seed import RULESETS, UNIT, add_rulesets, unit_database
 from bench.world import World, open_world
-from leadvibe.producing import open_producer, publish_batched
 from leadvibe.settings import Settings
 from schemas import Alias, LeadEvent, Topics, encode
 from schemas.aliases import partition_key
 
 EVENT_TYPES = ["page_view", "email_open", "email_click", "form_submit", "webinar_attend"]
-PUBLISH_CHUNK = 50_000
 
 
 def iter_events(count: int, people: int, seed: int = 7) -> Iterator[LeadEvent]:
@@ -76,24 +73,20 @@ def iter_events(count: int, people: int, seed: int = 7) -> Iterator[LeadEvent]:
 
 
 async def publish_events(bootstrap_servers: str, topics: Topics, count: int, people: int) -> None:
-    """The events of :func:`iter_events` on the events topic, a chunk at a time."""
+    """The events of :func:`iter_events` on the events topic, keyed as the gateway keys them."""
     events = iter_events(count, people)
-    async with open_producer(bootstrap_servers) as producer:
-        while chunk := list(itertools.islice(events, PUBLISH_CHUNK)):
-            records = [(partition_key(e.unit_id, e.lead_id, e.aliases), encode(e)) for e in chunk]
-            await publish_batched(producer, topics.events, records)
+    await publish_chunked(
+        bootstrap_servers,
+        topics.events,
+        ((partition_key(e.unit_id, e.lead_id, e.aliases), encode(e)) for e in events),
+    )
 
 
 @dataclass(frozen=True)
-class ScorerRun:
-    rate: float
-    """Events per second from the first committed batch to the last."""
-    join: float
-    """Seconds from the start of the processes to the first committed batch."""
+class ScorerRun(ConsumerRun):
     applied: int
+    """Rows of the events table after the run."""
     leads: int
-    cpu_us: dict[str, float]
-    """CPU microseconds per event of the scorer, and of the local Postgres and Kafka."""
 
 
 async def measure(
@@ -109,19 +102,11 @@ async def measure(
 ) -> ScorerRun:
     """One run: ``processes`` scorers consume the ``count`` events of ``topics`` into a
     fresh database (dropped after the run) with :data:`RULESETS`."""
-    url = await world.database(f"scorer{number}")
-    try:
-        conn = await asyncpg.connect(url)
-        try:
-            await add_unit(conn)
-            await add_rulesets(conn, UNIT, RULESETS)
-            extra = {"LEADVIBE_SCORER_BATCH": str(batch)} if batch else {}
-            env = service_env(world.settings(topics, url), **extra)
-            return await _time_scorers(conn, env, count, number, logs, processes, profile)
-        finally:
-            await conn.close()
-    finally:
-        await world.drop(url)
+    async with unit_database(world, f"scorer{number}") as (url, conn):
+        await add_rulesets(conn, UNIT, RULESETS)
+        extra = {"LEADVIBE_SCORER_BATCH": str(batch)} if batch else {}
+        env = service_env(world.settings(topics, url), **extra)
+        return await _time_scorers(conn, env, count, number, logs, processes, profile)
 
 
 async def _time_scorers(
@@ -146,9 +131,9 @@ async def _time_scorers(
                 )
             )
         database = env["DATABASE_URL"].rsplit("/", 1)[1]
-        before = {name: cpu_seconds(server_pids(name, database)) for name in ("postgres", "kafka")}
+        before = servers_cpu(database)
         timing = await time_consumption(conn, count, scorers, started=started, what="the scorer")
-        used = {name: cpu_used(name, taken, database) for name, taken in before.items()}
+        used = servers_cpu_used(before, database)
         used["scorer"] = sum(cpu_seconds([p.pid for p in scorers]).values())
     applied: int = await conn.fetchval("SELECT count(*) FROM events")
     leads: int = await conn.fetchval("SELECT count(*) FROM leads")
@@ -157,38 +142,40 @@ async def _time_scorers(
         join=timing.join,
         applied=applied,
         leads=leads,
-        cpu_us={name: 1e6 * t / count for name, t in used.items()},
+        cpu_us=per_record_us(used, count),
     )
+
+
+def _show(number: int, run: ScorerRun) -> None:
+    print(
+        f"  applied {run.applied} events to {run.leads} leads; CPU per event: "
+        + ", ".join(f"{name} {us:.0f} us" for name, us in run.cpu_us.items()),
+        file=sys.stderr,
+    )
+    print(f"run {number}: {run.rate:,.0f} events/s (first commit after {run.join:.1f} s)")
 
 
 async def main() -> None:
-    assert __doc__ is not None
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument(
+    options = parser(__doc__, profile="profile each run into PREFIX.N.txt")
+    options.add_argument("--events", type=int, default=200_000)
+    options.add_argument(
         "--people", type=int, default=20_000, help="distinct people (about twice as many leads)"
     )
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=20_000, help="LEADVIBE_SCORER_BATCH")
-    parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--processes", type=int, default=1, help="scorer processes in the group")
-    parser.add_argument("--profile", metavar="PREFIX", help="profile each run into PREFIX.N.txt")
-    args = parser.parse_args()
+    options.add_argument("--batch", type=int, default=20_000, help="LEADVIBE_SCORER_BATCH")
+    options.add_argument("--processes", type=int, default=1, help="scorer processes in the group")
+    args = options.parse_args()
 
     base = Settings.from_env()
     async with open_world(base, partitions=args.partitions) as world:
         topics = await world.topics("scorer")
-        started = time.perf_counter()
-        await publish_events(base.kafka_bootstrap_servers, topics, args.events, args.people)
-        print(
-            f"published {args.events} events to {topics.events} in "
-            f"{time.perf_counter() - started:.1f} s",
-            file=sys.stderr,
+        took = await timed(
+            publish_events(base.kafka_bootstrap_servers, topics, args.events, args.people)
         )
-        rates = []
-        logs = ROOT / "bench-results" / "logs" / world.run_id
-        for number in range(1, args.runs + 1):
-            run = await measure(
+        print(f"published {args.events} events to {topics.events} in {took:.1f} s", file=sys.stderr)
+        logs = logs_of(world.run_id)
+        await each_run(
+            args.runs,
+            lambda number: measure(
                 world,
                 topics,
                 args.events,
@@ -197,15 +184,10 @@ async def main() -> None:
                 batch=args.batch,
                 processes=args.processes,
                 profile=args.profile,
-            )
-            rates.append(run.rate)
-            print(
-                f"  applied {run.applied} events to {run.leads} leads; CPU per event: "
-                + ", ".join(f"{name} {us:.0f} us" for name, us in run.cpu_us.items()),
-                file=sys.stderr,
-            )
-            print(f"run {number}: {run.rate:,.0f} events/s (first commit after {run.join:.1f} s)")
-    print(f"median: {statistics.median(rates):,.0f} events/s over {args.runs} runs")
+            ),
+            _show,
+            "events",
+        )
 
 
 if __name__ == "__main__":

@@ -6,10 +6,14 @@ figures measure the pipeline and not the set-up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+import asyncpg
+
+from bench.world import World
 from leadvibe.db import Connection
 from leadvibe.tenancy import create_token, ensure_unit
 from trigger_service.decisions import Trigger
@@ -66,6 +70,24 @@ async def add_unit(conn: Connection, unit_id: str = UNIT) -> None:
     await conn.execute(
         "INSERT INTO org_units (unit_id, org_id, name) VALUES ($1, 'org_b', 'bench')", unit_id
     )
+
+
+@asynccontextmanager
+async def unit_database(
+    world: World, purpose: str
+) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A fresh database of ``purpose`` holding :data:`UNIT`: its URL and a connection to it,
+    closed and the database dropped when the block ends."""
+    url = await world.database(purpose)
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await add_unit(conn)
+            yield url, conn
+        finally:
+            await conn.close()
+    finally:
+        await world.drop(url)
 
 
 async def add_tenant(conn: Connection) -> tuple[str, str]:

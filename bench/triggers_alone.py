@@ -14,11 +14,8 @@ to the last, so the consumer group's join time is left out (it is printed separa
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import itertools
 import random
-import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -26,14 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
-
-from bench.consumers import time_consumption
-from bench.processes import ROOT, cpu_seconds, cpu_used, running, server_pids, service_env
-from bench.seed import UNIT, add_triggers, add_unit, make_triggers
+from bench.alone import each_run, logs_of, parser, timed
+from bench.consumers import ConsumerRun, per_record_us, time_consumption
+from bench.processes import cpu_seconds, running, servers_cpu, servers_cpu_used, service_env
+from bench.publishing import publish_chunked
+from bench.seed import UNIT, add_triggers, make_triggers, unit_database
 from bench.webhooks import webhook_receiver
 from bench.world import World, open_world
-from leadvibe.producing import open_producer, publish_batched
 from leadvibe.settings import Settings
 from schemas import ScoredEvent, Topics, encode
 from trigger_service.decisions import Trigger, decide
@@ -41,7 +37,6 @@ from trigger_service.decisions import Trigger, decide
 POINTS = {"page_view": 1, "email_open": 2, "email_click": 5, "form_submit": 20,
           "webinar_attend": 40, "unsubscribe": -30}  # fmt: skip
 WEIGHTS = [50, 20, 12, 8, 5, 5]
-PUBLISH_CHUNK = 50_000
 
 
 def iter_records(count: int, leads: int = 20_000, seed: int = 7) -> Iterator[ScoredEvent]:
@@ -70,23 +65,19 @@ def iter_records(count: int, leads: int = 20_000, seed: int = 7) -> Iterator[Sco
 
 
 async def publish_records(bootstrap_servers: str, topics: Topics, count: int, leads: int) -> None:
-    """The records of :func:`iter_records` on the scored topic, a chunk at a time."""
+    """The records of :func:`iter_records` on the scored topic, keyed as the scorer keys them."""
     records = iter_records(count, leads)
-    async with open_producer(bootstrap_servers) as producer:
-        while chunk := list(itertools.islice(records, PUBLISH_CHUNK)):
-            keyed = [(f"{r.unit_id}:{r.lead_id}".encode(), encode(r)) for r in chunk]
-            await publish_batched(producer, topics.scored, keyed)
+    await publish_chunked(
+        bootstrap_servers,
+        topics.scored,
+        ((f"{r.unit_id}:{r.lead_id}".encode(), encode(r)) for r in records),
+    )
 
 
 @dataclass(frozen=True)
-class TriggerRun:
-    rate: float
-    """Records per second from the first committed batch to the last."""
-    join: float
-    """Seconds from the start of the service to its first committed batch."""
+class TriggerRun(ConsumerRun):
     fired: int
-    cpu_us: dict[str, float]
-    """CPU microseconds per record of the service, and of the local Postgres and Kafka."""
+    """Firings the run stored."""
 
 
 async def measure(
@@ -102,76 +93,71 @@ async def measure(
 ) -> TriggerRun:
     """One run: the service consumes the ``count`` records of ``topics`` into a fresh
     database (dropped after the run) where ``triggers`` are active."""
-    url = await world.database(f"triggers{number}")
-    try:
-        conn = await asyncpg.connect(url)
-        try:
-            await add_unit(conn)
-            await add_triggers(conn, triggers, webhook_url)
-            env = service_env(
-                world.settings(topics, url),
-                LEADVIBE_WEBHOOK_SECRET="bench",
-                LEADVIBE_ALLOW_PRIVATE_WEBHOOKS="true",
+    async with unit_database(world, f"triggers{number}") as (url, conn):
+        await add_triggers(conn, triggers, webhook_url)
+        env = service_env(
+            world.settings(topics, url),
+            LEADVIBE_WEBHOOK_SECRET="bench",
+            LEADVIBE_ALLOW_PRIVATE_WEBHOOKS="true",
+        )
+        # cProfile writes its statistics when the service stops (on SIGTERM).
+        wrapper = ("-m", "cProfile", "-o", f"{profile}.{number}.prof") if profile else ()
+        log = logs / f"triggers-{number}.log"
+        database = url.rsplit("/", 1)[1]
+        before = servers_cpu(database)
+        started = time.perf_counter()
+        async with running("trigger_service", env, log, wrapper=wrapper) as service:
+            timing = await time_consumption(
+                conn, count, [service], started=started, what="the trigger service"
             )
-            # cProfile writes its statistics when the service stops (on SIGTERM).
-            wrapper = ("-m", "cProfile", "-o", f"{profile}.{number}.prof") if profile else ()
-            log = logs / f"triggers-{number}.log"
-            database = url.rsplit("/", 1)[1]
-            before = {
-                name: cpu_seconds(server_pids(name, database)) for name in ("postgres", "kafka")
-            }
-            started = time.perf_counter()
-            async with running("trigger_service", env, log, wrapper=wrapper) as service:
-                timing = await time_consumption(
-                    conn, count, [service], started=started, what="the trigger service"
-                )
-                cpu = {"trigger_service": sum(cpu_seconds([service.pid]).values())}
-                cpu.update(
-                    {name: cpu_used(name, taken, database) for name, taken in before.items()}
-                )
-            fired: int = await conn.fetchval("SELECT count(*) FROM trigger_firings")
-        finally:
-            await conn.close()
-    finally:
-        await world.drop(url)
+            cpu = {"trigger_service": sum(cpu_seconds([service.pid]).values())}
+            cpu.update(servers_cpu_used(before, database))
+        fired: int = await conn.fetchval("SELECT count(*) FROM trigger_firings")
     return TriggerRun(
         rate=timing.rate,
         join=timing.join,
         fired=fired,
-        cpu_us={name: 1e6 * t / count for name, t in cpu.items()},
+        cpu_us=per_record_us(cpu, count),
+    )
+
+
+def _show(number: int, run: TriggerRun) -> None:
+    print(
+        "  CPU per record: " + ", ".join(f"{name} {us:.1f} us" for name, us in run.cpu_us.items()),
+        file=sys.stderr,
+    )
+    print(
+        f"run {number}: {run.rate:,.0f} records/s, {run.fired} firings "
+        f"(first commit after {run.join:.1f} s)"
     )
 
 
 async def main() -> None:
-    assert __doc__ is not None
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--leads", type=int, default=20_000)
-    parser.add_argument("--first-threshold", type=int, default=50)
-    parser.add_argument("--threshold-step", type=int, default=50)
-    parser.add_argument("--profile", metavar="PREFIX", help="cProfile each run into PREFIX.N.prof")
-    args = parser.parse_args()
+    options = parser(__doc__, profile="cProfile each run into PREFIX.N.prof")
+    options.add_argument("--records", type=int, default=200_000)
+    options.add_argument("--leads", type=int, default=20_000)
+    options.add_argument("--first-threshold", type=int, default=50)
+    options.add_argument("--threshold-step", type=int, default=50)
+    args = options.parse_args()
 
     base = Settings.from_env()
     triggers = make_triggers(args.first_threshold, args.threshold_step)
     expected = len(decide(iter_records(args.records, args.leads), triggers, set()))
     async with open_world(base, partitions=args.partitions) as world:
         topics = await world.topics("triggers")
-        started = time.perf_counter()
-        await publish_records(base.kafka_bootstrap_servers, topics, args.records, args.leads)
+        took = await timed(
+            publish_records(base.kafka_bootstrap_servers, topics, args.records, args.leads)
+        )
         print(
-            f"published {args.records} scored records to {topics.scored} in "
-            f"{time.perf_counter() - started:.1f} s; {expected} firings due "
-            f"({100 * expected / args.records:.1f}% of the records)",
+            f"published {args.records} scored records to {topics.scored} in {took:.1f} s; "
+            f"{expected} firings due ({100 * expected / args.records:.1f}% of the records)",
             file=sys.stderr,
         )
-        rates = []
-        logs = ROOT / "bench-results" / "logs" / world.run_id
+        logs = logs_of(world.run_id)
         async with webhook_receiver() as receiver:
-            for number in range(1, args.runs + 1):
-                run = await measure(
+            await each_run(
+                args.runs,
+                lambda number: measure(
                     world,
                     topics,
                     args.records,
@@ -180,18 +166,10 @@ async def main() -> None:
                     triggers=triggers,
                     logs=logs,
                     profile=args.profile,
-                )
-                rates.append(run.rate)
-                print(
-                    "  CPU per record: "
-                    + ", ".join(f"{name} {us:.1f} us" for name, us in run.cpu_us.items()),
-                    file=sys.stderr,
-                )
-                print(
-                    f"run {number}: {run.rate:,.0f} records/s, {run.fired} firings "
-                    f"(first commit after {run.join:.1f} s)"
-                )
-    print(f"median: {statistics.median(rates):,.0f} records/s over {args.runs} runs")
+                ),
+                _show,
+                "records",
+            )
 
 
 if __name__ == "__main__":
