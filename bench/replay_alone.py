@@ -10,94 +10,49 @@ them into a fresh database, timing it; then times, each with the scorer still ru
 2. a replay after the unit's projections were dropped (every row inserted again);
 3. a rescore after a rule's points changed (scores rewritten, replay records published).
 
-Prints each run's summary and its rate; drops the database and the topics at the end.
-Self-contained: it needs only the project's packages and the local stack.
+The events are those of ``bench.scorer_alone``, a fifth of them with metadata (which a
+replay takes from the events topic). Prints each run's summary and its rate; drops the
+database and the topics at the end. Needs only the project's packages and the local stack.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
-import random
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.scorer_alone import publish_events
+from bench.seed import RulesetSpec, add_rulesets
 from leadvibe.db import migrate
-from leadvibe.producing import open_producer, publish_batched
 from leadvibe.settings import Settings
 from leadvibe.tenancy import ensure_unit
 from leadvibe.topics import ensure_topics
-from schemas import Alias, LeadEvent, Topics, encode
-from schemas.aliases import partition_key
+from schemas import Topics
 from scorer.progress import Report
 from scorer.replay import ReplaySummary, replay, rescore
 from scorer.service import run as run_scorer
 
-EVENT_TYPES = ["page_view", "email_open", "email_click", "form_submit", "webinar_attend"]
-RULES = {"page_view": 1, "email_open": 2, "email_click": 5, "form_submit": 20}
-SUMMER = {"webinar_attend": 40, "page_view": 1}
-
-
-def iter_events(unit_id: str, count: int, people: int, seed: int = 7) -> Iterator[LeadEvent]:
-    """40% by lead id, 30% by lead id with a cookie, 30% by e-mail (sometimes with a phone)."""
-    rng = random.Random(seed)
-    start = datetime(2025, 1, 1, tzinfo=UTC)
-    for _ in range(count):
-        person = rng.randrange(people)
-        kind = rng.random()
-        lead_id: str | None = f"ld_known{person}"
-        aliases: tuple[Alias, ...] = ()
-        if 0.4 <= kind < 0.7:
-            aliases = (Alias("cookie", f"ck{person}"),)
-        elif kind >= 0.7:
-            lead_id = None
-            aliases = (Alias("email", f"Person{person}@Example.com"),)
-            if rng.random() < 0.3:
-                aliases += (Alias("phone", f"+1 555 {person:07d}"),)
-        yield LeadEvent(
-            event_id=uuid.UUID(int=rng.getrandbits(128)).hex,
-            unit_id=unit_id,
-            lead_id=lead_id,
-            aliases=aliases,
-            event_type=rng.choice(EVENT_TYPES),
-            timestamp=start + timedelta(minutes=rng.randrange(365 * 24 * 60)),
-            source="import",
-            metadata={"campaign": f"c{person % 17}"} if rng.random() < 0.2 else {},
-        )
-
-
-async def _publish(settings: Settings, unit_id: str, count: int, people: int) -> None:
-    events = iter_events(unit_id, count, people)
-    async with open_producer(settings.kafka_bootstrap_servers) as producer:
-        while chunk := list(itertools.islice(events, 50_000)):
-            records = [(partition_key(e.unit_id, e.lead_id, e.aliases), encode(e)) for e in chunk]
-            await publish_batched(producer, settings.topics.events, records)
-
-
-async def _rulesets(conn: asyncpg.Connection, unit_id: str) -> None:
-    for ruleset_id, rules, starts, ends in (
-        ("rs_main", RULES, None, None),
-        ("rs_summer", SUMMER, datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 9, 1, tzinfo=UTC)),
-    ):
-        await conn.execute(
-            """INSERT INTO rulesets (ruleset_id, unit_id, name, starts_at, ends_at)
-               VALUES ($1, $2, $1, $3, $4)""",
-            ruleset_id,
-            unit_id,
-            starts,
-            ends,
-        )
-        await conn.executemany(
-            "INSERT INTO rules (ruleset_id, event_type, points, position) VALUES ($1, $2, $3, 0)",
-            [(ruleset_id, t, p) for t, p in rules.items()],
-        )
+RULESETS = [
+    RulesetSpec(
+        "rs_main",
+        None,
+        None,
+        {"page_view": 1, "email_open": 2, "email_click": 5, "form_submit": 20},
+    ),
+    RulesetSpec(
+        "rs_summer",
+        datetime(2025, 6, 1, tzinfo=UTC),
+        datetime(2025, 9, 1, tzinfo=UTC),
+        {"webinar_attend": 40, "page_view": 1},
+    ),
+]
+METADATA_SHARE = 0.2
 
 
 async def _applied(conn: asyncpg.Connection, count: int, timeout: float = 1800) -> float:
@@ -144,9 +99,16 @@ async def main() -> None:
         conn = await asyncpg.connect(settings.database_url)
         await migrate(conn)
         _, unit_id = await ensure_unit(conn, "bench", "replay")
-        await _rulesets(conn, unit_id)
+        await add_rulesets(conn, unit_id, RULESETS)
         started = time.perf_counter()
-        await _publish(settings, unit_id, args.events, args.people)
+        await publish_events(
+            settings.kafka_bootstrap_servers,
+            topics,
+            args.events,
+            args.people,
+            unit_id=unit_id,
+            metadata_share=METADATA_SHARE,
+        )
         print(
             f"published {args.events:,} events in {time.perf_counter() - started:.1f} s",
             file=sys.stderr,

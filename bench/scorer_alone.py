@@ -40,10 +40,13 @@ from schemas.aliases import partition_key
 EVENT_TYPES = ["page_view", "email_open", "email_click", "form_submit", "webinar_attend"]
 
 
-def iter_events(count: int, people: int, seed: int = 7) -> Iterator[LeadEvent]:
-    """Events about ``people`` people: 40% by lead id, 30% by lead id with a cookie, 30% by
-    e-mail only (sometimes with a phone), which is another lead per person, made from its
-    aliases. The fewer events per lead, the more lead rows each batch writes."""
+def iter_events(
+    count: int, people: int, seed: int = 7, *, unit_id: str = UNIT, metadata_share: float = 0.0
+) -> Iterator[LeadEvent]:
+    """Events about ``people`` people of ``unit_id``: 40% by lead id, 30% by lead id with a
+    cookie, 30% by e-mail only (sometimes with a phone), which is another lead per person,
+    made from its aliases. The fewer events per lead, the more lead rows each batch writes.
+    A share ``metadata_share`` of them name a campaign in their metadata."""
     rng = random.Random(seed)
     leads = max(people, 1)
     start = datetime(2025, 1, 1, tzinfo=UTC)
@@ -63,18 +66,32 @@ def iter_events(count: int, people: int, seed: int = 7) -> Iterator[LeadEvent]:
                 aliases += (Alias("phone", f"+1 555 {person:07d}"),)
         yield LeadEvent(
             event_id=uuid.UUID(int=rng.getrandbits(128)).hex,
-            unit_id=UNIT,
+            unit_id=unit_id,
             lead_id=lead_id,
             aliases=aliases,
             event_type=rng.choice(EVENT_TYPES),
             timestamp=start + timedelta(minutes=rng.randrange(365 * 24 * 60)),
             source="import" if rng.random() < 0.5 else "api",
+            # Drawn only when asked for: without metadata, the same seed gives the same events.
+            metadata=(
+                {"campaign": f"c{person % 17}"}
+                if metadata_share and rng.random() < metadata_share
+                else {}
+            ),
         )
 
 
-async def publish_events(bootstrap_servers: str, topics: Topics, count: int, people: int) -> None:
+async def publish_events(
+    bootstrap_servers: str,
+    topics: Topics,
+    count: int,
+    people: int,
+    *,
+    unit_id: str = UNIT,
+    metadata_share: float = 0.0,
+) -> None:
     """The events of :func:`iter_events` on the events topic, keyed as the gateway keys them."""
-    events = iter_events(count, people)
+    events = iter_events(count, people, unit_id=unit_id, metadata_share=metadata_share)
     await publish_chunked(
         bootstrap_servers,
         topics.events,
