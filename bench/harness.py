@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from bench import baselines, imports, replay, scorer_alone, triggers_alone
 from bench.imports import FILE_SIZE, ImportFile
-from bench.processes import load_average
+from bench.processes import SCORERS, load_average
 from bench.report import Figure, Table, Target
 from bench.seed import make_triggers
 from bench.webhooks import Receiver, webhook_receiver
@@ -220,7 +220,7 @@ class Harness:
 
     async def scorer_alone(self) -> float | None:
         c = self.config
-        label = f"scorer alone: {c.events:,} events in the topic, fresh group"
+        label = f"scorer alone: {c.events:,} events in the topic, {SCORERS} processes"
 
         async def run() -> list[scorer_alone.ScorerRun]:
             topics = await self.world.topics("scorer")
@@ -233,7 +233,12 @@ class Harness:
             for number in range(1, c.runs + 1):
                 runs.append(
                     await scorer_alone.measure(
-                        self.world, topics, c.events, number=number, logs=self.logs
+                        self.world,
+                        topics,
+                        c.events,
+                        number=number,
+                        logs=self.logs,
+                        processes=SCORERS,
                     )
                 )
                 say(f"   run {number}: {runs[-1].rate:,.0f} events/s")

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench.deadlines import deadline_for, wait_until
 from bench.generate import generate_csv
 from bench.processes import (
+    SCORERS,
     free_port,
     memory_mb,
     reset_peak_rss,
@@ -215,11 +216,12 @@ async def _end_to_end(
             gw = await stack.enter_async_context(
                 gateway(env, token, logs / f"gateway-e2e{number}.log")
             )
+            modules = [*(["scorer"] * SCORERS), "trigger_service"]
             services = [
                 await stack.enter_async_context(
-                    running(module, env, logs / f"{module}-e2e{number}.log")
+                    running(module, env, logs / f"{module}-{n}-e2e{number}.log")
                 )
-                for module in ("scorer", "trigger_service")
+                for n, module in enumerate(modules, start=1)
             ]
             scored_topic = [TopicPartition(topics.scored, p) for p in range(world.partitions)]
             ends = await stack.enter_async_context(end_offsets(world.base, scored_topic))

@@ -20,6 +20,8 @@ from pathlib import Path
 from leadvibe.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+SCORERS = os.cpu_count() or 1
+"""Scorer processes the benchmark runs side by side: one per core, as ``make run`` does."""
 STOP_TIMEOUT = 30.0
 """Seconds a service has to drain and exit after SIGTERM before it is killed."""
 

@@ -40,7 +40,10 @@ start() {  # start NAME MODULE: run `python -m MODULE` in the background, log to
   pids+=($!)
 }
 start gateway ingest_gateway
-start scorer scorer
+# One scorer per core by default: they share the events topic's partitions, and one
+# process alone leaves a core idle while it waits for Postgres (docs/scorer.md, "Speed").
+SCORERS="${LEADVIBE_SCORERS:-$(nproc)}"
+for n in $(seq 1 "$SCORERS"); do start "scorer-$n" scorer; done
 start triggers trigger_service
 
 if ! wait_for_port "${LEADVIBE_PORT:-8000}" 30 "${pids[0]}"; then
