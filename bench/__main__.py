@@ -26,7 +26,7 @@ from bench.processes import PROFILE_ENV, ROOT
 from leadvibe.settings import Settings, SettingsError
 
 QUICK = Config(file_size=1024 * 1024, events=20_000, import_runs=1, runs=1)
-"""A smoke run: a 1 MB file and 20,000 events, one run each (a minute or two)."""
+"""A smoke run (a minute or two)."""
 
 
 def config_of(args: argparse.Namespace) -> Config:
@@ -44,7 +44,11 @@ def config_of(args: argparse.Namespace) -> Config:
 def parser() -> argparse.ArgumentParser:
     assert __doc__ is not None
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help=QUICK.__doc__ or "")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: a 1 MB file and 20,000 events, one run each",
+    )
     p.add_argument(
         "--events",
         type=int,
