@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,14 @@ _MIGRATION_LOCK = 0x1EAD_F1BE
 
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 """A connection, whether opened alone or acquired from a pool."""
+
+
+def columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows to parallel column lists: the shape ``unnest($1::t[], $2::u[], ...)`` takes, so
+    that a batch goes into Postgres as one statement rather than one per row."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def migration_files() -> list[tuple[str, str]]:

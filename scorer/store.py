@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import asyncpg
 
-from leadvibe.db import Connection
+from leadvibe.db import Connection, columns
 from scorer.resolution import AliasKey
 from scorer.scoring import Ruleset
 
@@ -71,13 +71,6 @@ class ConflictRow(NamedTuple):
     event_lead_id: str
 
 
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows to parallel column lists, the shape ``unnest`` takes."""
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
 async def existing_units(conn: Connection, unit_ids: Collection[str]) -> set[str]:
     rows = await conn.fetch(
         "SELECT unit_id FROM org_units WHERE unit_id = ANY($1::text[])", list(unit_ids)
@@ -89,7 +82,7 @@ async def applied_events(conn: Connection, keys: Sequence[tuple[str, str]]) -> s
     """The (unit_id, event_id) among ``keys`` already applied."""
     if not keys:
         return set()
-    unit_ids, event_ids = _columns(keys, 2)
+    unit_ids, event_ids = columns(keys, 2)
     rows = await conn.fetch(
         """SELECT e.unit_id, e.event_id
            FROM unnest($1::text[], $2::text[]) AS k (unit_id, event_id)
@@ -104,7 +97,7 @@ async def alias_owners(conn: Connection, keys: Collection[AliasKey]) -> dict[Ali
     """The lead owning each of ``keys`` that has an owner."""
     if not keys:
         return {}
-    unit_ids, kinds, values = _columns(list(keys), 3)
+    unit_ids, kinds, values = columns(list(keys), 3)
     rows = await conn.fetch(
         """SELECT a.unit_id, a.kind, a.value, a.lead_id
            FROM unnest($1::text[], $2::text[], $3::text[]) AS k (unit_id, kind, value)
@@ -156,7 +149,7 @@ async def claim_aliases(conn: Connection, claims: Sequence[AliasClaim]) -> int:
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
            ORDER BY 1, 2, 3
            ON CONFLICT DO NOTHING""",
-        *_columns(claims, 5),
+        *columns(claims, 5),
     )
     return _count(status)
 
@@ -199,7 +192,7 @@ async def add_to_leads(
                last_event_at = GREATEST(l.last_event_at, EXCLUDED.last_event_at),
                updated_at = now()
            RETURNING unit_id, lead_id, score, xmax = 0 AS created""",
-        *_columns(deltas, 6),
+        *columns(deltas, 6),
     )
     return {(r[0], r[1]): LeadTotal(r[2], r[3]) for r in rows}
 
@@ -216,7 +209,7 @@ async def add_to_ruleset_scores(
            ORDER BY 1, 2, 3
            ON CONFLICT (unit_id, lead_id, ruleset_id) DO UPDATE
            SET score = s.score + EXCLUDED.score""",
-        *_columns(deltas, 4),
+        *columns(deltas, 4),
     )
 
 
@@ -229,7 +222,7 @@ async def record_conflicts(conn: Connection, conflicts: Sequence[ConflictRow]) -
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                                 $6::text[])
            ON CONFLICT DO NOTHING""",
-        *_columns(conflicts, 6),
+        *columns(conflicts, 6),
     )
 
 
@@ -245,5 +238,5 @@ async def add_import_progress(conn: Connection, applied: Sequence[tuple[str, str
            ON CONFLICT (unit_id, import_id) DO UPDATE
            SET applied = p.applied + EXCLUDED.applied,
                last_applied_at = EXCLUDED.last_applied_at""",
-        *_columns(applied, 3),
+        *columns(applied, 3),
     )

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import asyncpg
 
-from leadvibe.db import Connection
+from leadvibe.db import Connection, columns
 from trigger_service.decisions import Trigger
 
 FIRINGS_CHANNEL = "leadvibe_trigger_firings"
@@ -63,13 +63,6 @@ class AttemptResult(NamedTuple):
     """When to try again, for a status of ``pending``."""
 
 
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows to parallel column lists, the shape ``unnest`` takes."""
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
 async def active_triggers(conn: Connection, unit_ids: Collection[str]) -> list[Trigger]:
     rows = await conn.fetch(
         """SELECT trigger_id, unit_id, score_threshold, event_type, fire_mode = 'once' AS once
@@ -88,7 +81,7 @@ async def fired_before(
     """Those (trigger_id, lead_id) pairs that have a firing already."""
     if not pairs:
         return set()
-    trigger_ids, lead_ids = _columns(list(pairs), 2)
+    trigger_ids, lead_ids = columns(list(pairs), 2)
     # LATERAL ... LIMIT 1: one index probe per pair, however many firings there are.
     rows = await conn.fetch(
         """SELECT p.trigger_id, p.lead_id
@@ -134,7 +127,7 @@ async def insert_firings(conn: Connection, firings: Sequence[FiringRow]) -> set[
            FOR KEY SHARE OF t
            ON CONFLICT DO NOTHING
            RETURNING firing_id""",
-        *_columns(firings, len(FiringRow._fields)),
+        *columns(firings, len(FiringRow._fields)),
     )
     if rows:
         await conn.execute("SELECT pg_notify($1, '')", FIRINGS_CHANNEL)
@@ -242,7 +235,7 @@ async def record_attempts(conn: Connection, results: Sequence[AttemptResult]) ->
            SELECT firing_id, attempt, unit_id, url, started_at, duration_ms, status_code, error
            FROM moved
            ON CONFLICT DO NOTHING""",
-        *_columns(ordered, len(AttemptResult._fields)),
+        *columns(ordered, len(AttemptResult._fields)),
     )
     return int(status.rsplit(" ", 1)[1])
 
