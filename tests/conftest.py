@@ -18,9 +18,7 @@ from dataclasses import dataclass, replace
 import asyncpg
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
 
-from ingest_gateway.app import create_app
 from leadvibe.db import migrate, open_pool
 from leadvibe.settings import Settings
 from leadvibe.tenancy import create_token, ensure_unit
@@ -34,6 +32,7 @@ from tests.containers import (
     provide_servers,
     servers_from_env,
 )
+from tests.gateway import gateway_client
 from trigger_service.delivery import DeliveryPolicy
 from trigger_service.service import run as run_triggers
 
@@ -158,16 +157,8 @@ async def tenant(pool: asyncpg.Pool) -> Tenant:
 @pytest.fixture
 async def gateway(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the gateway app, in process, over the real Kafka and Postgres."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app) as state:
-
-        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
-            scope["state"] = dict(state or {})
-            await app(scope, receive, send)
-
-        transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
+    async with gateway_client(settings) as client:
+        yield client
 
 
 @pytest.fixture

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from bench.deadlines import DeadlineExceeded, wait_until
 
 T = TypeVar("T")
 
@@ -20,13 +20,10 @@ async def wait_for(
 ) -> T:
     """Call ``probe`` until ``until(result)`` holds; return that result.
 
-    Fails with the last result seen when ``timeout`` seconds pass first.
+    Fails the test (AssertionError, with the last result seen) when ``timeout`` seconds
+    pass first. The loop is the benchmark's (:func:`bench.deadlines.wait_until`).
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if until(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {result!r}")
-        await asyncio.sleep(interval)
+    try:
+        return await wait_until(probe, until=until, timeout=timeout, interval=interval, what=what)
+    except DeadlineExceeded as exc:
+        raise AssertionError(str(exc)) from None

@@ -1,16 +1,11 @@
-"""For the gateway's tests: what it published, multipart bodies, an app with other settings."""
+"""For the gateway's tests: what it published, multipart bodies."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from starlette.types import Receive, Scope, Send
 
-from ingest_gateway.app import create_app
 from leadvibe.settings import Settings
 from schemas import LeadEvent, decode
 
@@ -81,18 +76,3 @@ def multipart(*parts: tuple[str, str | None, bytes], close: bool = True) -> byte
 
 
 MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
-
-
-@asynccontextmanager
-async def gateway_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """What the ``gateway`` fixture gives, for an app with other settings."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app) as state:
-
-        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
-            scope["state"] = dict(state or {})
-            await app(scope, receive, send)
-
-        transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client

@@ -14,7 +14,8 @@ import pytest
 from ingest_gateway import publishing
 from leadvibe.settings import Settings
 from tests.conftest import Tenant
-from tests.ingest_gateway.helpers import gateway_client, published_count
+from tests.gateway import gateway_client
+from tests.ingest_gateway.helpers import published_count
 
 pytestmark = pytest.mark.integration
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,11 +9,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
 
-from ingest_gateway.app import create_app
 from leadvibe.settings import Settings
 from tests.conftest import Tenant, make_tenant
+from tests.gateway import gateway_client
 from trigger_service import store
 from trigger_service.service import firing_id
 from trigger_service.store import FiringRow
@@ -31,21 +28,6 @@ BODY = {
     "fire_mode": "once",
     "webhook_url": URL,
 }
-
-
-@asynccontextmanager
-async def _gateway_with(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A gateway client like the ``gateway`` fixture's, over other settings."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app) as state:
-
-        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
-            scope["state"] = dict(state or {})
-            await app(scope, receive, send)
-
-        transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
 
 
 async def _create(gateway: httpx.AsyncClient, tenant: Tenant, **fields: Any) -> httpx.Response:
@@ -163,7 +145,7 @@ async def test_malformed_webhook_urls_are_refused(
 async def test_private_addresses_are_refused_unless_allowed(
     settings: Settings, tenant: Tenant, url: str
 ) -> None:
-    async with _gateway_with(replace(settings, allow_private_webhooks=False)) as strict:
+    async with gateway_client(replace(settings, allow_private_webhooks=False)) as strict:
         response = await _create(strict, tenant, webhook_url=url)
         assert response.status_code == 400, response.text
         assert response.json()["error"] == "webhook_url_refused"
@@ -210,7 +192,7 @@ async def test_a_token_is_required(gateway: httpx.AsyncClient) -> None:
 
 
 async def test_no_triggers_without_a_signing_key(settings: Settings, tenant: Tenant) -> None:
-    async with _gateway_with(replace(settings, webhook_secret="")) as unsigned:
+    async with gateway_client(replace(settings, webhook_secret="")) as unsigned:
         response = await _create(unsigned, tenant)
     assert response.status_code == 503
     assert "LEADVIBE_WEBHOOK_SECRET" in response.json()["detail"]

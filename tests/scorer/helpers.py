@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 import msgspec
@@ -111,9 +111,11 @@ async def import_csv(
     return accepted
 
 
-async def wait_applied(gateway: httpx.AsyncClient, tenant: Tenant, import_id: str) -> None:
-    """Until the scorer has applied every row the import published."""
-    await wait_for(
+async def wait_applied(
+    gateway: httpx.AsyncClient, tenant: Tenant, import_id: str
+) -> dict[str, Any]:
+    """Until the scorer has applied every row the import published; its GET /imports body."""
+    return await wait_for(
         lambda: get_json(gateway, tenant, f"/imports/{import_id}"),
         until=lambda body: body["applied"] == body["imported"],
         timeout=60,
@@ -135,3 +137,13 @@ async def lead_when(
         until=lambda lead: lead is not None and lead["event_count"] >= event_count,
         what=f"{path} with {event_count} events",
     )
+
+
+class LogRecord(NamedTuple):
+    """A Kafka record as scorer.log_rows reads one (its LogRecord protocol)."""
+
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None

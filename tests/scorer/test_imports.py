@@ -3,16 +3,20 @@ person would: through the read API, once the scorer has applied them."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
 from leadvibe.settings import Settings
 from schemas import ScoredEvent
 from tests.conftest import Tenant
-from tests.scorer.helpers import create_ruleset, get_json, lead_when, read_topic
-from tests.waiting import wait_for
+from tests.scorer.helpers import (
+    create_ruleset,
+    get_json,
+    import_csv,
+    lead_when,
+    read_topic,
+    wait_applied,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("scorer")]
 
@@ -36,35 +40,13 @@ RULES = {
 }
 
 
-async def _import(
-    gateway: httpx.AsyncClient, tenant: Tenant, csv: str, *, skip_triggers: bool = False
-) -> dict[str, Any]:
-    response = await gateway.post(
-        "/import",
-        params={"skip_triggers": "true"} if skip_triggers else None,
-        files={"file": ("events.csv", csv.encode())},
-        headers=tenant.headers,
-    )
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def _applied(gateway: httpx.AsyncClient, tenant: Tenant, import_id: str) -> dict[str, Any]:
-    return await wait_for(
-        lambda: get_json(gateway, tenant, f"/imports/{import_id}"),
-        until=lambda body: body["applied"] == body["imported"],
-        what=f"import {import_id} applied",
-    )
-
-
 async def test_example_csv_by_lead_id_scores_leads_never_created_before(
     settings: Settings, gateway: httpx.AsyncClient, tenant: Tenant
 ) -> None:
     ruleset = await create_ruleset(gateway, tenant, RULES, name="engagement")
-    accepted = await _import(gateway, tenant, BY_LEAD_ID)
+    accepted = await import_csv(gateway, tenant, BY_LEAD_ID)
     assert (accepted["imported"], accepted["errors"]) == (3, 0)
-    progress = await _applied(gateway, tenant, accepted["import_id"])
+    progress = await wait_applied(gateway, tenant, accepted["import_id"])
     assert progress["applied"] == 3
 
     abc = await get_json(gateway, tenant, "/leads/ld_abc123")
@@ -102,8 +84,8 @@ async def test_example_csv_by_email_creates_leads_found_by_their_email(
     settings: Settings, gateway: httpx.AsyncClient, tenant: Tenant
 ) -> None:
     await create_ruleset(gateway, tenant, RULES)
-    accepted = await _import(gateway, tenant, BY_EMAIL, skip_triggers=True)
-    await _applied(gateway, tenant, accepted["import_id"])
+    accepted = await import_csv(gateway, tenant, BY_EMAIL, skip_triggers=True)
+    await wait_applied(gateway, tenant, accepted["import_id"])
 
     jane = await get_json(gateway, tenant, "/leads", email="Jane@Acme.com")
     bob = await get_json(gateway, tenant, "/leads", email="bob@example.com")
@@ -112,8 +94,8 @@ async def test_example_csv_by_email_creates_leads_found_by_their_email(
     assert (bob["score"], bob["event_count"]) == (10, 1)
 
     # Imported again, the same people are found again: no new leads, scores add up.
-    again = await _import(gateway, tenant, BY_EMAIL, skip_triggers=True)
-    await _applied(gateway, tenant, again["import_id"])
+    again = await import_csv(gateway, tenant, BY_EMAIL, skip_triggers=True)
+    await wait_applied(gateway, tenant, again["import_id"])
     jane = await lead_when(gateway, tenant, f"/leads/{jane['lead_id']}", event_count=2)
     assert jane["score"] == 40
     leads = await get_json(gateway, tenant, "/leads")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 from schemas import Alias, ConflictingAlias, LeadEvent, ScoredEvent, encode
 from scorer.log_rows import ScoreIds, Units, stage_facts, stage_scored
 from scorer.rebuild import ATTACHED_COLUMNS, CONFLICT_COLUMNS, FACT_COLUMNS, SCORED_COLUMNS
 from scorer.scoring import RuleBook, Ruleset
+from tests.scorer.helpers import LogRecord
 
 JUNE = datetime(2025, 6, 15, 10, 30, tzinfo=UTC)
 BOOK = RuleBook.of(
@@ -17,14 +17,6 @@ BOOK = RuleBook.of(
         Ruleset("rs_b", "ou_1", {"page_view": 1}, starts_at=datetime(2025, 6, 1, tzinfo=UTC)),
     ]
 )
-
-
-class Record(NamedTuple):
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
 
 
 def scored(event_id: str, unit_id: str = "ou_1", **fields: object) -> ScoredEvent:
@@ -46,10 +38,10 @@ def scored(event_id: str, unit_id: str = "ou_1", **fields: object) -> ScoredEven
 
 def record(
     value: ScoredEvent | LeadEvent | bytes, offset: int = 0, key: bytes | None = None
-) -> Record:
+) -> LogRecord:
     data = value if isinstance(value, bytes) else encode(value)
     unit = getattr(value, "unit_id", "ou_1")
-    return Record(1, offset, 1_750_000_000_000 + offset, key or f"{unit}:x".encode(), data)
+    return LogRecord(1, offset, 1_750_000_000_000 + offset, key or f"{unit}:x".encode(), data)
 
 
 def test_a_scored_record_becomes_one_row_with_its_new_points_numbered() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 import pytest
@@ -15,6 +15,7 @@ from schemas import Alias, ConflictingAlias, LeadEvent, ScoredEvent, encode
 from scorer import rebuild
 from scorer.log_rows import ScoreIds, Units, stage_facts, stage_scored
 from scorer.scoring import RuleBook, Ruleset
+from tests.scorer.helpers import LogRecord
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +32,7 @@ TABLES = (
 )
 
 
-class Record(NamedTuple):
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-
-
-def scored(offset: int, event_id: str, lead_id: str, **fields: Any) -> Record:
+def scored(offset: int, event_id: str, lead_id: str, **fields: Any) -> LogRecord:
     values: dict[str, Any] = {
         "event_id": event_id,
         "unit_id": UNIT,
@@ -55,15 +48,15 @@ def scored(offset: int, event_id: str, lead_id: str, **fields: Any) -> Record:
         "alias_conflicts": (),
         **fields,
     }
-    return Record(0, offset, 1_750_000_000_000 + offset, None, encode(ScoredEvent(**values)))
+    return LogRecord(0, offset, 1_750_000_000_000 + offset, None, encode(ScoredEvent(**values)))
 
 
-def fact(offset: int, event_id: str, partition: int = 0, **metadata: Any) -> Record:
+def fact(offset: int, event_id: str, partition: int = 0, **metadata: Any) -> LogRecord:
     event = LeadEvent(
         event_id=event_id, unit_id=UNIT, event_type="x", timestamp=JUNE, source="api",
         metadata=metadata,
     )  # fmt: skip
-    return Record(partition, offset, 0, None, encode(event))
+    return LogRecord(partition, offset, 0, None, encode(event))
 
 
 FIRST = [
@@ -92,7 +85,10 @@ SECOND_FACTS = [fact(5, "e5"), fact(6, "e6", n=1)]
 
 
 async def _stage(
-    conn: asyncpg.Connection, scores: ScoreIds, records: Sequence[Record], facts: Sequence[Record]
+    conn: asyncpg.Connection,
+    scores: ScoreIds,
+    records: Sequence[LogRecord],
+    facts: Sequence[LogRecord],
 ) -> None:
     units = Units([UNIT])
     staged = stage_scored(records, units, BOOK, scores)

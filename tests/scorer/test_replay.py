@@ -318,15 +318,7 @@ async def test_a_rescore_gives_the_new_rules_scores_and_fires_no_trigger(
         await wait_consumed(pool, settings, events)
         # Page views now weigh the threshold: most leads cross it on rescoring.
         new_rules = {**RULES, "page_view": threshold, "big_deal": 2 * threshold}
-        response = await gateway.put(
-            f"/rulesets/{ruleset}",
-            json={
-                "name": "engagement",
-                "rules": [{"event_type": t, "points": p} for t, p in new_rules.items()],
-            },
-            headers=tenant.headers,
-        )
-        assert response.status_code == 200, response.text
+        await _put_rules(gateway, tenant, ruleset, new_rules)
 
         summary = await rescore(settings, unit)
 
