@@ -19,6 +19,8 @@ from http import HTTPStatus
 
 import msgspec
 
+from leadvibe.settings import SettingsError
+
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 5.0
@@ -85,7 +87,13 @@ async def serving_health(port: int | None, checks: Checks) -> AsyncIterator[None
             with suppress(OSError):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    try:
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+    except OSError as exc:
+        raise SettingsError(
+            f"LEADVIBE_HEALTH_PORT is {port}, and 127.0.0.1:{port} cannot be listened on"
+            f" ({exc.strerror or exc}); choose a free port, or unset it"
+        ) from exc
     log.info("serving GET /health on http://127.0.0.1:%d/health", port)
     try:
         yield

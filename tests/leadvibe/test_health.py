@@ -6,8 +6,10 @@ import socket
 from collections.abc import Mapping
 
 import httpx
+import pytest
 
 from leadvibe.health import Check, health_body, serving_health
+from leadvibe.settings import SettingsError
 
 
 def _free_port() -> int:
@@ -64,3 +66,16 @@ async def test_no_port_serves_nothing() -> None:
 
     async with serving_health(None, checks):
         pass
+
+
+async def test_a_port_in_use_is_a_setting_error_naming_it() -> None:
+    async def checks() -> Mapping[str, Check]:
+        return {}
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SettingsError, match=f"LEADVIBE_HEALTH_PORT is {port}"):
+            async with serving_health(port, checks):
+                pass
