@@ -109,5 +109,6 @@ def _by_sqlstate(sqlstate: str | None) -> Fault:
 
 def describe(exc: BaseException, limit: int = 500) -> str:
     """``Type: message``, cut to ``limit`` characters (a message may quote a huge value)."""
-    text = f"{type(exc).__name__}: {exc}"
+    name, message = type(exc).__name__, str(exc)
+    text = message if message.startswith(name) else f"{name}: {message}"  # aiokafka names it
     return text if len(text) <= limit else text[: limit - 1] + "…"

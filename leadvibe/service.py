@@ -73,7 +73,7 @@ async def run_consumer(
     health = ConsumerHealth(topic)
     bootstrap = settings.kafka_bootstrap_servers
     async with serving_health(settings.health_port, health.checks), AsyncExitStack() as stack:
-        pool = await health.open(
+        health.pool = pool = await health.open(
             stack,
             "postgres",
             lambda: open_pool(settings.database_url, server_settings=server_settings),
@@ -82,7 +82,7 @@ async def run_consumer(
         producer = await health.open(
             stack, "kafka", lambda: open_producer(bootstrap, linger_ms=producer_linger_ms), stop
         )
-        consumer = await health.open(
+        health.consumer = consumer = await health.open(
             stack,
             "kafka",
             lambda: open_consumer(bootstrap, settings.topics.consumer_group(group)),
@@ -90,7 +90,6 @@ async def run_consumer(
         )
         if pool is None or producer is None or consumer is None:
             return  # stopped before everything could be opened
-        health.pool, health.consumer = pool, consumer
         health.loop = ConsumeLoop(
             consumer=consumer,
             producer=producer,

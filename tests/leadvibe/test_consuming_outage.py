@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -25,6 +25,7 @@ from leadvibe.reading import end_offsets, open_reader
 from leadvibe.service import run_consumer
 from leadvibe.settings import Settings
 from schemas import LeadEvent, encode
+from tests.proxy import free_port, proxy_to
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -108,13 +109,6 @@ async def test_a_failed_rewind_is_retried_and_no_record_is_skipped(
     assert sorted(r["event_id"] for r in applied) == sorted(f"e{n}" for n in range(20))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.asynccontextmanager
 async def _running(settings: Settings, handler: Handler[LeadEvent]) -> AsyncIterator[None]:
     stop = asyncio.Event()
@@ -173,7 +167,7 @@ async def test_a_revoked_privilege_stops_the_partition_until_it_is_granted_back(
     """A systemic fault (every record would fail alike) dead-letters nothing and moves no
     offset; /health names it; repaired, every record is applied exactly once."""
     await pool.execute("CREATE TABLE applied (event_id text NOT NULL)")
-    port = _free_port()
+    port = free_port()
     async with (
         _unprivileged(replace(settings, health_port=port), pool) as role_settings,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as health,
@@ -240,3 +234,94 @@ async def test_connections_terminated_in_the_middle_of_a_batch_lose_nothing(
     assert terminated.is_set()
     assert await _applied(pool) == sorted(f"e{n}" for n in range(20))
     assert await _dead_letter_count(settings) == 0
+
+
+def _via(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc
+    return urlunsplit(parts._replace(netloc=f"{netloc}:{port}"))
+
+
+async def _status(health: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
+    response = await health.get("/health")
+    return response.status_code, response.json()
+
+
+async def test_postgres_away_at_start_and_again_later_ends_nothing_and_loses_nothing(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """The consumer reaches Postgres through a proxy that is cut at start, restored, cut
+    again mid-run (every connection dropped, as a restart does) and restored: the process
+    waits, /health says what is down, and every record is applied exactly once."""
+    await pool.execute("CREATE TABLE applied (event_id text NOT NULL)")
+    db = urlsplit(settings.database_url)
+    port = free_port()
+    async with (
+        proxy_to(db.hostname or "127.0.0.1", db.port or 5432) as proxy,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as health,
+        open_producer(settings.kafka_bootstrap_servers) as producer,
+    ):
+        proxied = replace(
+            settings, database_url=_via(settings.database_url, proxy.port), health_port=port
+        )
+        async with _running(proxied, _append):
+            await publish_all(producer, settings.topics.events, _events(range(10)))
+            status, body = await wait_for(
+                lambda: _status(health),
+                until=lambda s: "yet:" in s[1]["checks"]["postgres"]["detail"],
+                what="a failed connection to Postgres",
+            )
+            assert status == 503
+            assert body["checks"]["postgres"]["ok"] is False
+            assert (
+                "cannot connect yet: ConnectionRefusedError" in body["checks"]["postgres"]["detail"]
+            )
+
+            await proxy.open()
+            await wait_for(lambda: _applied(pool), until=lambda a: len(a) == 10, what="10 applied")
+            await wait_for(lambda: _status(health), until=lambda s: s[0] == 200)
+
+            await proxy.close()
+            await publish_all(producer, settings.topics.events, _events(range(10, 20)))
+            _, body = await wait_for(lambda: _status(health), until=lambda s: s[0] == 503)
+            assert body["checks"]["postgres"]["ok"] is False
+            await wait_for(
+                lambda: _status(health),
+                until=lambda s: not s[1]["checks"]["partitions"]["ok"],
+                what="the partition stopped",
+            )
+
+            await proxy.open()
+            await wait_for(lambda: _applied(pool), until=lambda a: len(a) == 20, what="20 applied")
+            await wait_for(lambda: _status(health), until=lambda s: s[0] == 200, timeout=40)
+
+    assert await _applied(pool) == sorted(f"e{n}" for n in range(20))
+    assert await _dead_letter_count(settings) == 0
+
+
+async def test_kafka_away_at_start_is_waited_for(settings: Settings, pool: asyncpg.Pool) -> None:
+    """The consumer's bootstrap server refuses connections at start: the process waits,
+    /health says Kafka cannot be reached, and it consumes once the broker answers."""
+    await pool.execute("CREATE TABLE applied (event_id text NOT NULL)")
+    host, kafka_port = settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)
+    port = free_port()
+    async with (
+        proxy_to(host, int(kafka_port)) as proxy,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as health,
+        open_producer(settings.kafka_bootstrap_servers) as producer,
+    ):
+        proxied = replace(
+            settings, kafka_bootstrap_servers=f"127.0.0.1:{proxy.port}", health_port=port
+        )
+        async with _running(proxied, _append):
+            await publish_all(producer, settings.topics.events, _events(range(5)))
+            _, body = await wait_for(
+                lambda: _status(health),
+                until=lambda s: "yet:" in s[1]["checks"]["kafka"]["detail"],
+                what="a failed connection to Kafka",
+            )
+            assert body["checks"]["postgres"]["ok"] is True, body
+            assert "cannot connect yet: KafkaConnectionError" in body["checks"]["kafka"]["detail"]
+            await proxy.open()
+            await wait_for(lambda: _applied(pool), until=lambda a: len(a) == 5, what="5 applied")
+    assert await _applied(pool) == sorted(f"e{n}" for n in range(5))

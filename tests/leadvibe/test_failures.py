@@ -142,3 +142,7 @@ def test_describe_names_the_type_and_cuts_a_long_message() -> None:
     assert len(long) == 100
     assert long.startswith("ValueError: xxx")
     assert long.endswith("…")
+
+
+def test_describe_does_not_name_the_type_twice() -> None:
+    assert describe(KafkaConnectionError("no broker")) == "KafkaConnectionError: no broker"

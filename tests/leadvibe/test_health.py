@@ -10,13 +10,7 @@ import pytest
 
 from leadvibe.health import Check, health_body, serving_health
 from leadvibe.settings import SettingsError
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.proxy import free_port
 
 
 def test_all_checks_ok_is_200() -> None:
@@ -40,7 +34,7 @@ async def test_the_server_answers_health_and_refuses_anything_else() -> None:
     async def checks() -> Mapping[str, Check]:
         return {"kafka": Check(state["ok"], "answers" if state["ok"] else "no answer")}
 
-    port = _free_port()
+    port = free_port()
     async with (
         serving_health(port, checks),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
