@@ -47,7 +47,7 @@ class Collision:
     value: str
     """Today's normalised form ("" when it names no one now)."""
     stored: tuple[Stored, ...]
-    """Sorted by value; the row stored under ``value`` itself, if any, among them."""
+    """The row stored under ``value`` itself first, if any, then the others by value."""
 
     @property
     def lead_ids(self) -> tuple[str, ...]:
@@ -88,7 +88,9 @@ def collisions(unit_id: str, stale: Iterable[Stored], current: Iterable[Stored])
         if (alias.kind, alias.value) in groups:
             groups[(alias.kind, alias.value)].append(alias)
     return [
-        Collision(unit_id, kind, value, tuple(sorted(rows, key=lambda s: s.value)))
+        Collision(
+            unit_id, kind, value, tuple(sorted(rows, key=lambda s: (s.value != value, s.value)))
+        )
         for (kind, value), rows in sorted(groups.items())
     ]
 
