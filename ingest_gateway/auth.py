@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse
 
 from ingest_gateway.bodies import read_json
 from ingest_gateway.errors import BadRequest, Forbidden, Unauthorized
+from ingest_gateway.fields import identifier
 from ingest_gateway.state import state_of
 from leadvibe.tenancy import Principal, authenticate, set_active_unit
 
@@ -35,6 +36,7 @@ async def set_active_org_unit(request: Request) -> JSONResponse:
     unit_id = body.get("unit_id") if isinstance(body, dict) else None
     if not isinstance(unit_id, str) or not unit_id:
         raise BadRequest("unit_id: required, a unit id of your organisation.", code="invalid_field")
+    identifier(unit_id, "unit_id")
     if not await set_active_unit(state_of(request).pool, principal, unit_id):
         raise Forbidden(f"Unit {unit_id!r} is not a unit of your organisation.")
     return JSONResponse({"active_unit_id": unit_id})

@@ -1,4 +1,9 @@
-"""Reading request bodies and query parameters: size limits and clear 4xx errors."""
+"""Reading request bodies, path and query parameters: size limits and clear 4xx errors.
+
+Text read from the path or the query goes through :func:`path_text` or :func:`query_text`,
+which refuse what Postgres cannot store (:mod:`ingest_gateway.text`) with a 400 naming the
+parameter, before it reaches a statement.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import msgspec
 from starlette.requests import Request
 
 from ingest_gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ingest_gateway.text import identifier_problem
 
 JSON_LIMIT = 1024 * 1024
 
@@ -43,4 +49,20 @@ def query_int(request: Request, name: str, default: int, *, low: int, high: int)
         raise BadRequest(
             f"{name}: must be between {low} and {high}, got {value}.", code="invalid_query"
         )
+    return value
+
+
+def path_text(request: Request, name: str) -> str:
+    """The path parameter ``name``; 400 if it holds a control character."""
+    value: str = request.path_params[name]
+    if problem := identifier_problem(value):
+        raise BadRequest(f"{name} (in the path): {problem}.", code="invalid_path")
+    return value
+
+
+def query_text(request: Request, name: str) -> str | None:
+    """The query parameter ``name`` (None if absent); 400 if it holds a control character."""
+    value = request.query_params.get(name)
+    if value and (problem := identifier_problem(value)):
+        raise BadRequest(f"{name}: {problem}.", code="invalid_query")
     return value

@@ -11,14 +11,23 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
+from ingest_gateway.text import free_text_problem, identifier_problem
 from schemas import Alias, AliasKind
+from schemas.aliases import normalise
 
 MAX_EVENT_TYPE: Final = 128
 """Characters of an event type, after trimming."""
 MAX_IDENTIFIER: Final = 512
-"""Characters of a lead id or an alias value, after trimming."""
+"""Characters of a lead id or an alias value, after trimming, and of its normalised form."""
+MAX_ALIASES: Final = 20
+"""Aliases of one event (a CSV row has at most one per alias column, so five)."""
+
+_NAMES_NO_ONE: Final = {
+    "email": "nothing is left once spaces and invisible characters are removed",
+    "phone": "it has no digits 0-9",
+}
 
 IDENTITY_REQUIRED: Final = (
     "lead_id or an alias (external_id, email, phone, cookie, social): at least one is required"
@@ -54,32 +63,76 @@ def check_event(
 ) -> CheckedEvent | str:
     """The event these values describe, or why they describe none (the first problem).
 
-    Values are trimmed; an empty value counts as absent. An event needs a lead id or an
-    alias, an event type, and, if a timestamp is given, an RFC 3339 one with an offset;
-    without one it happened at ``default_time``.
+    Values are trimmed; an empty value counts as absent, and so does an alias that
+    normalises to nothing (a phone of ``n/a``): the scorer could not resolve it. An event
+    needs a lead id or an alias that names someone, an event type, and, if a timestamp is
+    given, an RFC 3339 one with an offset; without one it happened at ``default_time``.
+    Identities and the event type hold no control character (:mod:`ingest_gateway.text`).
     """
     lead_id = lead_id.strip()
     if len(lead_id) > MAX_IDENTIFIER:
         return f"lead_id: longer than {MAX_IDENTIFIER} characters"
+    if problem := identifier_problem(lead_id):
+        return f"lead_id: {problem}"
     found: list[Alias] = []
+    names_no_one: tuple[AliasKind, str] | None = None
     for kind, value in aliases:
         value = value.strip()
         if value:
             if len(value) > MAX_IDENTIFIER:
                 return f"{kind}: longer than {MAX_IDENTIFIER} characters"
+            if problem := identifier_problem(value):
+                return f"{kind}: {problem}"
+            key = normalise(kind, value)
+            if not key:
+                names_no_one = names_no_one or (kind, value)
+                continue
+            if len(key) > MAX_IDENTIFIER:
+                return f"{kind}: longer than {MAX_IDENTIFIER} characters once normalised"
             found.append(Alias(kind, value))
     if not lead_id and not found:
-        return IDENTITY_REQUIRED
+        if names_no_one is None:
+            return IDENTITY_REQUIRED
+        kind, value = names_no_one
+        return (
+            f"{kind}: {shown(value)} names no one ({_NAMES_NO_ONE.get(kind, 'it is empty')}); "
+            "an event needs lead_id or an alias that identifies its lead"
+        )
     event_type = event_type.strip()
     if not event_type:
         return EVENT_TYPE_REQUIRED
     if len(event_type) > MAX_EVENT_TYPE:
         return f"event_type: longer than {MAX_EVENT_TYPE} characters"
+    if problem := identifier_problem(event_type):
+        return f"event_type: {problem}"
     timestamp = timestamp.strip()
     when = parse_timestamp(timestamp) if timestamp else default_time
     if isinstance(when, str):
         return when
     return CheckedEvent(lead_id or None, tuple(found), event_type, when)
+
+
+def metadata_problem(metadata: dict[str, Any]) -> str | None:
+    """Why an event's metadata cannot be stored, naming where (``metadata.a.b[2]``), or None.
+
+    Every key and string value, at any depth, is free text (:mod:`ingest_gateway.text`).
+    """
+    todo: list[tuple[str, Any]] = [("metadata", metadata)]
+    while todo:
+        path, value = todo.pop()
+        if isinstance(value, str):
+            if problem := free_text_problem(value):
+                return f"{path}: {problem}"
+        elif isinstance(value, dict):
+            inner: list[tuple[str, Any]] = []
+            for key, item in value.items():
+                if problem := free_text_problem(key):
+                    return f"{path}: the key {shown(key)} {problem}"
+                inner.append((f"{path}.{key if len(key) <= 40 else key[:40] + '...'}", item))
+            todo.extend(reversed(inner))
+        elif isinstance(value, list):
+            todo.extend(reversed([(f"{path}[{i}]", item) for i, item in enumerate(value)]))
+    return None
 
 
 def parse_timestamp(text: str) -> datetime | str:

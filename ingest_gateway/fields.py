@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ingest_gateway.errors import BadRequest
+from ingest_gateway.text import identifier_problem
 
 
 def invalid(field: str, problem: str) -> BadRequest:
@@ -24,14 +25,21 @@ def json_object(body: Any, allowed: set[str], what: str) -> dict[str, Any]:
     return body
 
 
+def identifier(value: str, field: str) -> str:
+    """``value``, if it holds no control character (:mod:`ingest_gateway.text`); else 400."""
+    if problem := identifier_problem(value):
+        raise invalid(field, f"{problem}.")
+    return value
+
+
 def name(body: dict[str, Any], limit: int) -> str:
-    """The required ``name``, trimmed, at most ``limit`` characters."""
+    """The required ``name``, trimmed, at most ``limit`` characters, no control character."""
     value = body.get("name")
     if not isinstance(value, str) or not value.strip():
         raise invalid("name", "required, a non-empty string.")
     if len(value.strip()) > limit:
         raise invalid("name", f"at most {limit} characters.")
-    return value.strip()
+    return identifier(value.strip(), "name")
 
 
 def integer(value: Any, field: str, limit: int) -> int:

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from ingest_gateway import import_store
 from ingest_gateway.auth import require_principal
+from ingest_gateway.bodies import path_text
 from ingest_gateway.csv_rows import FileRejected, ImportRows, RowError
 from ingest_gateway.errors import BadRequest, NotFound, ServiceUnavailable
 from ingest_gateway.events import shown
@@ -244,7 +245,7 @@ async def _publish(state: GatewayState, spool: EventSpool, *, rewrite_skip: bool
 async def get_import(request: Request) -> JSON:
     """GET /imports/{import_id}: the import's counts, every kept error row, and progress."""
     principal = await require_principal(request)
-    import_id = request.path_params["import_id"]
+    import_id = path_text(request, "import_id")
     record = await import_store.find(state_of(request).pool, principal.unit_id, import_id)
     if record is None:
         raise NotFound(f"There is no import {shown(import_id)} in your active unit.")

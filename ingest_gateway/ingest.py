@@ -2,7 +2,11 @@
 
 The body is one event, or ``{"events": [...]}`` with up to 1,000. An event is
 ``{"lead_id"?, "aliases"?: [{"kind", "value"}], "event_type", "timestamp"?, "metadata"?}``,
-checked by :func:`ingest_gateway.events.check_event` as a CSV row is. A request is taken
+checked by :func:`ingest_gateway.events.check_event` as a CSV row is, with at most
+:data:`~ingest_gateway.events.MAX_ALIASES` aliases and metadata of at most 100 KB whose
+keys and strings are free text (:mod:`ingest_gateway.text`). So an accepted event always
+fits its topic, and so does the scorer's record of it (``tests/ingest_gateway/
+test_events.py`` measures the largest). A request is taken
 whole or not at all: one invalid event answers 400 listing every invalid one, and nothing
 is published.
 """
@@ -19,7 +23,13 @@ from starlette.routing import Route
 from ingest_gateway.auth import require_principal
 from ingest_gateway.bodies import read_json
 from ingest_gateway.errors import BadRequest, PayloadTooLarge
-from ingest_gateway.events import CheckedEvent, check_event, shown
+from ingest_gateway.events import (
+    MAX_ALIASES,
+    CheckedEvent,
+    check_event,
+    metadata_problem,
+    shown,
+)
 from ingest_gateway.idempotency import idempotency_key, ingest_event_ids
 from ingest_gateway.publishing import publish
 from ingest_gateway.responses import JSON
@@ -56,6 +66,8 @@ def _aliases(raw: Any) -> list[tuple[AliasKind, str]] | str:
         return []
     if not isinstance(raw, list):
         return 'aliases: must be a list of {"kind": ..., "value": ...}'
+    if len(raw) > MAX_ALIASES:
+        return f"aliases: {len(raw)} aliases; an event has at most {MAX_ALIASES}"
     aliases: list[tuple[AliasKind, str]] = []
     for index, alias in enumerate(raw):
         if not isinstance(alias, dict):
@@ -86,12 +98,17 @@ def _check(
         metadata = {}
     elif not isinstance(metadata, dict):
         return "metadata: must be a JSON object"
-    elif (size := len(msgspec.json.encode(metadata))) > METADATA_LIMIT:
-        raise PayloadTooLarge(
-            f"events[{index}].metadata: {size} bytes, over the limit of 100 KB "
-            f"({METADATA_LIMIT} bytes).",
-            code="metadata_too_large",
-        )
+    else:
+        encoded = msgspec.json.encode(metadata)
+        if len(encoded) > METADATA_LIMIT:
+            raise PayloadTooLarge(
+                f"events[{index}].metadata: {len(encoded)} bytes, over the limit of 100 KB "
+                f"({METADATA_LIMIT} bytes).",
+                code="metadata_too_large",
+            )
+        # JSON escapes every control character: without a backslash there is none.
+        if b"\\" in encoded and (problem := metadata_problem(metadata)):
+            return problem
     checked = check_event(
         item.get("lead_id") or "",
         aliases,

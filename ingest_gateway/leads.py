@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ingest_gateway.auth import require_principal
+from ingest_gateway.bodies import path_text, query_text
 from ingest_gateway.errors import BadRequest, NotFound
 from ingest_gateway.paging import Page
 from ingest_gateway.responses import JSON
@@ -66,7 +67,7 @@ def _not_found(lead_id: str) -> NotFound:
 async def get_lead(request: Request) -> Response:
     """GET /leads/{lead_id}."""
     principal = await require_principal(request)
-    lead_id = request.path_params["lead_id"]
+    lead_id = path_text(request, "lead_id")
     row = await state_of(request).pool.fetchrow(
         _LEAD + " WHERE l.unit_id = $1 AND l.lead_id = $2", principal.unit_id, lead_id
     )
@@ -98,7 +99,7 @@ async def _lead_by_alias(request: Request, unit_id: str, given: list[AliasKind])
             code="invalid_query",
         )
     kind = given[0]
-    value = normalise(kind, request.query_params[kind])
+    value = normalise(kind, query_text(request, kind) or "")
     if not value:
         raise BadRequest(f"{kind}: must not be empty.", code="invalid_query")
     row = await state_of(request).pool.fetchrow(
@@ -117,7 +118,7 @@ async def _lead_by_alias(request: Request, unit_id: str, given: list[AliasKind])
 async def lead_aliases(request: Request) -> Response:
     """GET /lead/{lead_id}/aliases: the lead's aliases, highest priority first."""
     principal = await require_principal(request)
-    lead_id = request.path_params["lead_id"]
+    lead_id = path_text(request, "lead_id")
     pool = state_of(request).pool
     async with pool.acquire() as conn:
         exists = await conn.fetchval(
@@ -148,7 +149,7 @@ def _filters(request: Request, unit_id: str, names: tuple[str, ...]) -> tuple[st
     """``WHERE`` conditions for the query parameters given: literal SQL, values as arguments."""
     conditions, args = ["unit_id = $1"], [unit_id]
     for name in names:
-        value = request.query_params.get(name)
+        value = query_text(request, name)
         if value:
             args.append(value)
             conditions.append(f"{name} = ${len(args)}")
@@ -196,7 +197,7 @@ async def list_alias_conflicts(request: Request) -> Response:
     page = Page.of(request)
     args: list[Any] = [principal.unit_id]
     where = "unit_id = $1"
-    lead_id = request.query_params.get("lead_id")
+    lead_id = query_text(request, "lead_id")
     if lead_id:
         args.append(lead_id)
         where += " AND (owner_lead_id = $2 OR event_lead_id = $2)"

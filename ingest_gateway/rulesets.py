@@ -22,9 +22,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ingest_gateway.auth import require_principal
-from ingest_gateway.bodies import read_json
+from ingest_gateway.bodies import path_text, read_json
 from ingest_gateway.errors import Conflict, NotFound
-from ingest_gateway.fields import flag, integer, invalid, json_object, name
+from ingest_gateway.fields import flag, identifier, integer, invalid, json_object, name
 from ingest_gateway.responses import JSON
 from ingest_gateway.state import state_of
 from leadvibe.db import Connection
@@ -74,7 +74,7 @@ def _rule(item: object, index: int, seen: set[str]) -> tuple[str, int]:
     event_type = item.get("event_type")
     if not isinstance(event_type, str) or not event_type.strip():
         raise invalid(f"{where}.event_type", "required, a non-empty string.")
-    event_type = event_type.strip()
+    event_type = identifier(event_type.strip(), f"{where}.event_type")
     if len(event_type) > EVENT_TYPE_LIMIT:
         raise invalid(f"{where}.event_type", f"at most {EVENT_TYPE_LIMIT} characters.")
     if event_type in seen:
@@ -193,14 +193,14 @@ async def list_rulesets(request: Request) -> Response:
 async def get_ruleset(request: Request) -> Response:
     """GET /rulesets/{id}."""
     principal = await require_principal(request)
-    ruleset_id = request.path_params["ruleset_id"]
+    ruleset_id = path_text(request, "ruleset_id")
     return JSON(await _fetch_one(state_of(request).pool, principal.unit_id, ruleset_id))
 
 
 async def replace_ruleset(request: Request) -> Response:
     """PUT /rulesets/{id}: replace name, flags, dates and every rule."""
     principal = await require_principal(request)
-    ruleset_id = request.path_params["ruleset_id"]
+    ruleset_id = path_text(request, "ruleset_id")
     spec = parse_ruleset(await read_json(request))
     async with state_of(request).pool.acquire() as conn, conn.transaction():
         try:
@@ -227,7 +227,7 @@ async def replace_ruleset(request: Request) -> Response:
 async def delete_ruleset(request: Request) -> Response:
     """DELETE /rulesets/{id}: 204; the ruleset stops scoring new events."""
     principal = await require_principal(request)
-    ruleset_id = request.path_params["ruleset_id"]
+    ruleset_id = path_text(request, "ruleset_id")
     status = await state_of(request).pool.execute(
         "DELETE FROM rulesets WHERE unit_id = $1 AND ruleset_id = $2",
         principal.unit_id,

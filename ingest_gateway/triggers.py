@@ -31,9 +31,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ingest_gateway.auth import require_principal
-from ingest_gateway.bodies import read_json
+from ingest_gateway.bodies import path_text, query_text, read_json
 from ingest_gateway.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
-from ingest_gateway.fields import flag, integer, invalid, json_object, name
+from ingest_gateway.fields import flag, identifier, integer, invalid, json_object, name
 from ingest_gateway.paging import Page
 from ingest_gateway.responses import JSON
 from ingest_gateway.state import state_of
@@ -69,7 +69,7 @@ def parse_spec(body: Any) -> TriggerSpec:
     if event_type is not None:
         if not isinstance(event_type, str) or not event_type.strip():
             raise invalid("event_type", "a non-empty string, or null for any event type.")
-        event_type = event_type.strip()
+        event_type = identifier(event_type.strip(), "event_type")
         if len(event_type) > EVENT_TYPE_LIMIT:
             raise invalid("event_type", f"at most {EVENT_TYPE_LIMIT} characters.")
     fire_mode = body.get("fire_mode")
@@ -82,7 +82,8 @@ def parse_spec(body: Any) -> TriggerSpec:
     if not isinstance(url, str) or not url.strip():
         raise invalid("webhook_url", "required, the http or https URL that firings are POSTed to.")
     active = flag(body, "active", default=True)
-    return TriggerSpec(trigger_name, threshold, event_type, fire_mode, url.strip(), active)
+    url = identifier(url.strip(), "webhook_url")
+    return TriggerSpec(trigger_name, threshold, event_type, fire_mode, url, active)
 
 
 async def _checked_spec(request: Request) -> TriggerSpec:
@@ -168,7 +169,7 @@ def _not_found(trigger_id: str) -> NotFound:
 async def get_trigger(request: Request) -> Response:
     """GET /triggers/{id} (without its signing secret)."""
     principal = await require_principal(request)
-    trigger_id = request.path_params["trigger_id"]
+    trigger_id = path_text(request, "trigger_id")
     row = await state_of(request).pool.fetchrow(
         f"SELECT {_COLUMNS} FROM triggers WHERE unit_id = $1 AND trigger_id = $2",
         principal.unit_id,
@@ -182,7 +183,7 @@ async def get_trigger(request: Request) -> Response:
 async def replace_trigger(request: Request) -> Response:
     """PUT /triggers/{id}: new settings; its firings so far (and fire-once history) stay."""
     principal = await require_principal(request)
-    trigger_id = request.path_params["trigger_id"]
+    trigger_id = path_text(request, "trigger_id")
     spec = await _checked_spec(request)
     try:
         row = await state_of(request).pool.fetchrow(
@@ -209,7 +210,7 @@ async def replace_trigger(request: Request) -> Response:
 async def delete_trigger(request: Request) -> Response:
     """DELETE /triggers/{id}: 204; its firings and their pending deliveries go with it."""
     principal = await require_principal(request)
-    trigger_id = request.path_params["trigger_id"]
+    trigger_id = path_text(request, "trigger_id")
     async with state_of(request).pool.acquire() as conn, conn.transaction():
         # Waits for a consumer batch firing this trigger to commit (it key-share locks
         # it), so the next statement sees and deletes that batch's firings too.
@@ -250,15 +251,15 @@ def _firing(row: asyncpg.Record, attempts: list[dict[str, Any]]) -> dict[str, An
 async def list_firings(request: Request) -> Response:
     """GET /triggers/{id}/firings?status=&lead_id=&page=&limit=: newest first."""
     principal = await require_principal(request)
-    trigger_id = request.path_params["trigger_id"]
+    trigger_id = path_text(request, "trigger_id")
     page = Page.of(request)
-    status = request.query_params.get("status") or None
+    status = query_text(request, "status") or None
     if status is not None and status not in _DELIVERY_STATUSES:
         raise BadRequest(
             f"status: must be one of {', '.join(_DELIVERY_STATUSES)}, got {status!r}.",
             code="invalid_query",
         )
-    lead_id = request.query_params.get("lead_id") or None
+    lead_id = query_text(request, "lead_id") or None
     pool = state_of(request).pool
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         exists = await conn.fetchval(

@@ -5,6 +5,7 @@ leadvibe migrate                              apply the database migrations
 leadvibe topics create                        create the Kafka topics
 leadvibe replay [--unit UNIT]                 rebuild the projections from the topics
 leadvibe rescore [--unit UNIT]                every score again under today's rules
+leadvibe aliases collisions [--unit UNIT]     aliases stored under a value today's rule changes
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from leadvibe.db import migrate
 from leadvibe.settings import Settings, SettingsError
 from leadvibe.tenancy import create_token
 from leadvibe.topics import ensure_topics
+from scorer import alias_collisions
 from scorer.progress import Report
 from scorer.replay import ReplayError, replay, rescore
 
@@ -65,6 +67,19 @@ async def _replay(settings: Settings, command: str, unit: str | None) -> int:
     return 0
 
 
+async def _alias_collisions(settings: Settings, unit: str | None) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        found = 0
+        for unit_id in [unit] if unit else await alias_collisions.units(conn):
+            for collision in await alias_collisions.find(conn, unit_id):
+                found += 1
+                print("\n".join(collision.lines()))
+    finally:
+        await conn.close()
+    print(f"aliases collisions: {found} group(s) to look at", file=sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadvibe", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--unit", metavar="UNIT", help="a unit id (default: every unit)")
+
+    aliases = commands.add_parser("aliases", help="the aliases the scorer stored")
+    collisions = aliases.add_subparsers(dest="action", required=True).add_parser(
+        "collisions",
+        help="aliases stored under values today's normalisation maps to one value (split "
+        "leads), or changes (stale)",
+    )
+    collisions.add_argument("--unit", metavar="UNIT", help="a unit id (default: every unit)")
     return parser
 
 
@@ -110,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_topics_create(settings))
         elif args.command in ("replay", "rescore"):
             return asyncio.run(_replay(settings, args.command, args.unit))
+        elif args.command == "aliases":
+            asyncio.run(_alias_collisions(settings, args.unit))
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"leadvibe: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

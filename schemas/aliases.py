@@ -1,23 +1,55 @@
 """Alias normalisation: the one definition of when two alias values are the same.
 
-The gateway uses it to key events (so one lead's events share a partition), the scorer
-to resolve identity, the read API to look leads up.
+The gateway uses it to refuse events that name no one and to key events (so one lead's
+events share a partition), the scorer to resolve identity, the read API to look leads up.
+
+- **email**: invisible characters removed (zero-width space, non-joiner and joiner,
+  word joiner, byte-order mark, soft hyphen), Unicode NFKC, lower-cased (``str.lower``,
+  not ``casefold``: ``ß`` stays ``ß``), trimmed. So a full-width or decomposed spelling
+  of an address is the same address.
+- **phone**: the ASCII digits 0-9 only, with a leading ``+`` kept; no digits at all is
+  empty. ``²``, ``٣`` (Arabic-Indic three) or a full-width three are not phone digits.
+- **external_id, social, cookie**: trimmed only; they are opaque.
+
+An empty result names no one: the alias is ignored, and an event with nothing else is
+refused by the gateway.
 """
 
 from __future__ import annotations
 
+import unicodedata
+from typing import Final
+
 from schemas.records import ALIAS_KINDS, Alias, AliasKind
+
+INVISIBLE: Final = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+"""Characters removed from e-mails: they show as nothing, so nobody types them on purpose."""
+_REMOVE_INVISIBLE: Final = dict.fromkeys(map(ord, INVISIBLE))
+_DIGITS: Final = frozenset("0123456789")
 
 
 def normalise(kind: AliasKind, value: str) -> str:
-    """E-mail trimmed and lower-cased; phone reduced to digits and a leading +; others trimmed."""
-    value = value.strip()
+    """The value under which an alias of ``kind`` is stored and looked up ("" for none)."""
     if kind == "email":
-        return value.lower()
+        return _email(value)
     if kind == "phone":
-        digits = "".join(c for c in value if c.isdigit())
-        return "+" + digits if value.startswith("+") else digits
-    return value
+        return _phone(value)
+    return value.strip()
+
+
+def _email(value: str) -> str:
+    if value.isascii():  # the common case: NFKC changes nothing, nothing is invisible
+        return value.strip().lower()
+    value = unicodedata.normalize("NFKC", value.translate(_REMOVE_INVISIBLE)).lower()
+    # Lower-casing can leave a string NFKC would change again (İ → i + combining dot).
+    return unicodedata.normalize("NFKC", value).strip()
+
+
+def _phone(value: str) -> str:
+    digits = "".join(c for c in value if c in _DIGITS)
+    if not digits:
+        return ""
+    return "+" + digits if value.translate(_REMOVE_INVISIBLE).lstrip().startswith("+") else digits
 
 
 def normalised(alias: Alias) -> Alias:
@@ -30,10 +62,15 @@ def by_priority(aliases: tuple[Alias, ...]) -> list[Alias]:
 
 
 def partition_key(unit_id: str, lead_id: str | None, aliases: tuple[Alias, ...]) -> bytes:
-    """The Kafka key ``unit:identity``: the lead id, else the highest-priority alias."""
-    if lead_id:
-        identity = lead_id
-    else:
-        top = normalised(by_priority(aliases)[0])
-        identity = f"{top.kind}={top.value}"
+    """The Kafka key ``unit:identity``: the lead id, else the highest-priority alias.
+
+    An alias that normalises to nothing is passed over, as the scorer passes it over.
+    """
+    identity = lead_id or ""
+    if not identity:
+        for alias in by_priority(aliases):
+            top = normalised(alias)
+            if top.value:
+                identity = f"{top.kind}={top.value}"
+                break
     return f"{unit_id}:{identity}".encode()

@@ -398,6 +398,44 @@ def test_bad_rows_are_counted_with_their_reason_and_do_not_stop_the_others() -> 
     ]
 
 
+def test_a_row_whose_identities_all_normalise_to_nothing_is_a_row_error() -> None:
+    """So ``applied`` reaches ``imported``: the scorer would resolve no lead for it."""
+    out = parse(
+        b"email,phone,cookie,event_type\n"
+        b",n/a,,call\n"
+        b"\xe2\x80\x8b,+,,call\n"
+        b",n/a,c1,call\n"
+        b",+1 555,,call\n"
+    )
+    assert summary(out) == [
+        (2, "phone: 'n/a' names no one (it has no digits 0-9); " + _NEEDS_IDENTITY),
+        (
+            3,
+            "email: '\\u200b' names no one (nothing is left once spaces and invisible "
+            "characters are removed); " + _NEEDS_IDENTITY,
+        ),
+        (4, "(Alias(kind='cookie', value='c1'),)"),
+        (5, "(Alias(kind='phone', value='+1 555'),)"),
+    ]
+
+
+def test_a_control_character_in_a_value_the_row_imports_is_a_row_error() -> None:
+    out = parse(
+        b"lead_id,event_type,note\n"
+        b"ld_\x01,open,\n"
+        b"ld_2,op\x1ben,\n"
+        b"ld_3,open,\x01 is in a column not imported\n"
+    )
+    assert summary(out) == [
+        (2, "lead_id: holds a control character (U+0001) at position 4; remove it"),
+        (3, "event_type: holds a control character (U+001B) at position 3; remove it"),
+        (4, "ld_3"),
+    ]
+
+
+_NEEDS_IDENTITY = "an event needs lead_id or an alias that identifies its lead"
+
+
 def test_timestamps_are_normalised_to_utc_and_default_to_the_import_time() -> None:
     out = parse(
         b"lead_id,event_type,timestamp\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,14 +12,19 @@ from hypothesis import strategies as st
 from ingest_gateway.events import (
     EVENT_TYPE_REQUIRED,
     IDENTITY_REQUIRED,
+    MAX_ALIASES,
     MAX_EVENT_TYPE,
     MAX_IDENTIFIER,
     CheckedEvent,
     check_event,
+    metadata_problem,
     parse_timestamp,
     shown,
 )
-from schemas import Alias
+from ingest_gateway.ingest import METADATA_LIMIT
+from schemas import ALIAS_KINDS, Alias, AliasKind, ConflictingAlias, LeadEvent, ScoredEvent, encode
+from schemas.aliases import partition_key
+from scorer.resolution import identities_of, resolve
 
 NOW = datetime(2025, 8, 1, 12, 0, tzinfo=UTC)
 
@@ -126,3 +132,143 @@ def test_any_aware_datetime_written_in_rfc3339_reads_back_in_utc(moment: datetim
 
 def test_long_values_are_shortened_in_messages() -> None:
     assert shown("x" * 50) == repr("x" * 40) + "..."
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"lead_id": "ld\x001"}, "lead_id: holds a control character (U+0000) at position 3"),
+        ({"aliases": [("email", "a\x1b@b.c")]}, "email: holds a control character (U+001B)"),
+        ({"aliases": [("cookie", "c\x85d")]}, "cookie: holds a control character (U+0085)"),
+        ({"event_type": "op\ten"}, "event_type: holds a control character (U+0009)"),
+    ],
+)
+def test_a_control_character_in_an_identity_or_event_type_is_refused(
+    kwargs: dict[str, object], error: str
+) -> None:
+    result = check(**kwargs)  # type: ignore[arg-type]
+    assert isinstance(result, str)
+    assert result.startswith(error)
+
+
+def test_control_characters_at_the_ends_are_trimmed_away_like_spaces() -> None:
+    assert check(lead_id="\tld_1\n") == CheckedEvent("ld_1", (), "open", NOW)
+
+
+@pytest.mark.parametrize(
+    ("aliases", "error"),
+    [
+        ([("phone", "n/a")], "phone: 'n/a' names no one (it has no digits 0-9)"),
+        ([("phone", "+")], "phone: '+' names no one (it has no digits 0-9)"),
+        (
+            [("email", "\u200b"), ("phone", "²")],
+            "email: '\\u200b' names no one (nothing is left once spaces and invisible "
+            "characters are removed)",
+        ),
+    ],
+)
+def test_an_event_whose_aliases_all_normalise_to_nothing_is_refused(
+    aliases: list[tuple[str, str]], error: str
+) -> None:
+    result = check(lead_id="", aliases=aliases)
+    assert result == f"{error}; an event needs lead_id or an alias that identifies its lead"
+
+
+def test_an_alias_that_names_no_one_is_dropped_beside_one_that_does() -> None:
+    checked = check(lead_id="", aliases=[("phone", "n/a"), ("cookie", "c1")])
+    assert isinstance(checked, CheckedEvent)
+    assert checked.aliases == (Alias("cookie", "c1"),)
+    assert check(aliases=[("phone", "n/a")]) == CheckedEvent("ld_1", (), "open", NOW)
+
+
+def test_an_alias_longer_than_the_limit_once_normalised_is_refused() -> None:
+    value = "\ufdfa" * 30 + "@x.com"  # NFKC writes that ligature as 18 characters
+    assert len(value) <= MAX_IDENTIFIER
+    assert check(aliases=[("email", value)]) == (
+        "email: longer than 512 characters once normalised"
+    )
+
+
+_IDENTITY_TEXT = st.text(
+    alphabet=st.sampled_from("aZ09 +-@.\u200b\u00ad\u00a0²٣\uff11ß\u0301\x00\x01\t"), max_size=8
+)
+
+
+@given(
+    _IDENTITY_TEXT,
+    st.lists(st.tuples(st.sampled_from(ALIAS_KINDS), _IDENTITY_TEXT), max_size=4),
+)
+def test_an_accepted_event_is_one_the_scorer_resolves(
+    lead_id: str, aliases: list[tuple[AliasKind, str]]
+) -> None:
+    """The promise behind ``applied`` reaching ``imported``: nothing accepted is unresolvable."""
+    checked = check_event(lead_id, aliases, "open", "", default_time=NOW)
+    if isinstance(checked, str):
+        return
+    event = LeadEvent(
+        event_id="ev_1",
+        unit_id="ou_1",
+        lead_id=checked.lead_id,
+        aliases=checked.aliases,
+        event_type=checked.event_type,
+        timestamp=checked.timestamp,
+        source="api",
+    )
+    [identity] = identities_of([event])
+    assert identity.lead_id or identity.aliases
+    assert resolve([identity], {}) != [None]
+    assert not partition_key("ou_1", checked.lead_id, checked.aliases).endswith(b":")
+
+
+def test_metadata_keys_and_strings_are_checked_at_any_depth_naming_where() -> None:
+    assert metadata_problem({"note": "line\nnext\ttab", "n": 1, "x": None, "l": [1.5]}) is None
+    assert metadata_problem({"a": {"b": ["ok", "no\x00"]}}) == (
+        "metadata.a.b[1]: holds a control character (U+0000) at position 3; remove it"
+    )
+    assert metadata_problem({"a": [{"k\x01": 1}]}) == (
+        "metadata.a[0]: the key 'k\\x01' holds a control character (U+0001) at position 2; "
+        "remove it"
+    )
+    assert metadata_problem({"first": "\x02", "second": "\x03"}) is not None
+    assert metadata_problem({"first": "\x02", "second": "\x03"}).startswith("metadata.first")  # type: ignore[union-attr]
+
+
+def test_the_largest_acceptable_event_and_its_scored_record_fit_their_topics() -> None:
+    """Limits chosen so that a record is never over Kafka's 1 MiB: here is the worst case."""
+    widest = "\U0001f600"  # 4 bytes of UTF-8 in JSON: no character takes more
+    identifier = widest * MAX_IDENTIFIER
+    aliases = tuple(Alias(ALIAS_KINDS[i % 5], identifier) for i in range(MAX_ALIASES))
+    metadata = {"k": widest * ((METADATA_LIMIT - 10) // 4)}
+    assert len(msgspec.json.encode(metadata)) <= METADATA_LIMIT
+    event = LeadEvent(
+        event_id="ev_" + "x" * 40,
+        unit_id="ou_" + "x" * 40,
+        lead_id=identifier,
+        aliases=aliases,
+        event_type=widest * MAX_EVENT_TYPE,
+        timestamp=NOW,
+        source="import",
+        import_id="imp_" + "x" * 40,
+        row=2**31,
+        metadata=metadata,
+    )
+    scored = ScoredEvent(
+        event_id=event.event_id,
+        unit_id=event.unit_id,
+        lead_id=identifier,
+        event_type=event.event_type,
+        timestamp=NOW,
+        points=-(2**63),
+        score_before=-(2**63),
+        score_after=-(2**63),
+        skip_triggers=True,
+        source="import",
+        import_id=event.import_id,
+        row=event.row,
+        lead_created=True,
+        aliases_attached=aliases,  # more than any event: an alias attaches or conflicts
+        alias_conflicts=tuple(ConflictingAlias(a, identifier) for a in aliases),
+    )
+    kafka_limit = 1024 * 1024  # aiokafka's max_request_size and the broker's message.max.bytes
+    assert len(encode(event)) < kafka_limit // 4
+    assert len(encode(scored)) < kafka_limit // 4

@@ -140,6 +140,65 @@ async def test_the_same_errors_as_csv_rows(
     assert await published_count(settings) == 0
 
 
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        (
+            {"lead_id": "ld\x00", "event_type": "a"},
+            "lead_id: holds a control character (U+0000) at position 3; remove it",
+        ),
+        (
+            {"lead_id": "x", "event_type": "\x00"},
+            "event_type: holds a control character (U+0000) at position 1; remove it",
+        ),
+        (
+            {"aliases": [{"kind": "email", "value": "a\x00@b.c"}], "event_type": "a"},
+            "email: holds a control character (U+0000) at position 2; remove it",
+        ),
+        (
+            {"lead_id": "x", "event_type": "a", "metadata": {"k": {"deep": ["\x00"]}}},
+            "metadata.k.deep[0]: holds a control character (U+0000) at position 1; remove it",
+        ),
+        (
+            {"lead_id": "x", "event_type": "a", "metadata": {"\x00": 1}},
+            "metadata: the key '\\x00' holds a control character (U+0000) at position 1; remove it",
+        ),
+        (
+            {
+                "lead_id": "x",
+                "aliases": [{"kind": "cookie", "value": f"c{i}"} for i in range(21)],
+                "event_type": "a",
+            },
+            "aliases: 21 aliases; an event has at most 20",
+        ),
+        (
+            {"aliases": [{"kind": "phone", "value": "n/a"}], "event_type": "a"},
+            "phone: 'n/a' names no one (it has no digits 0-9); an event needs lead_id or an "
+            "alias that identifies its lead",
+        ),
+    ],
+)
+async def test_what_the_scorer_could_not_store_is_refused(
+    gateway: httpx.AsyncClient, tenant: Tenant, settings: Settings, event: Any, error: str
+) -> None:
+    response = await ingest(
+        gateway, tenant, {"events": [{"lead_id": "ok", "event_type": "a"}, event]}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"] == [{"index": 1, "error": error}]
+    assert await published_count(settings) == 0
+
+
+async def test_metadata_text_keeps_line_breaks_and_tabs(
+    gateway: httpx.AsyncClient, tenant: Tenant, settings: Settings
+) -> None:
+    metadata = {"note": "first line\r\nsecond\tline", "del": "\x7f"}
+    body = {"lead_id": "x", "event_type": "a", "metadata": metadata}
+    assert (await ingest(gateway, tenant, body)).status_code == 202
+    [(_, event)] = await published(settings)
+    assert event.metadata == metadata
+
+
 async def test_metadata_up_to_100_kb(
     gateway: httpx.AsyncClient, tenant: Tenant, settings: Settings
 ) -> None:

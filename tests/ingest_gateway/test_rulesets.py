@@ -42,6 +42,8 @@ def test_a_valid_ruleset_is_parsed_with_defaults() -> None:
     [
         ({"name": ""}, "name"),
         ({"name": 7}, "name"),
+        ({"name": "Web\x00"}, "name"),
+        ({"rules": [{"event_type": "page\x00view", "points": 1}]}, "rules[0].event_type"),
         ({"active": "yes"}, "active"),
         ({"starts_at": "yesterday"}, "starts_at"),
         ({"starts_at": "2025-06-01T00:00:00"}, "starts_at"),  # no offset

@@ -75,3 +75,28 @@ async def test_migrate_is_idempotent(settings: Settings, pool: asyncpg.Pool) -> 
     assert result.returncode == 0, result.stderr
     assert "none (up to date)" in result.stderr
     assert await pool.fetchval("SELECT count(*) FROM schema_migrations") == before
+
+
+async def test_aliases_collisions_prints_each_group_with_its_leads(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    await pool.executemany(
+        """INSERT INTO aliases (unit_id, kind, value, lead_id, event_id)
+           VALUES ($1, $2, $3, $4, 'e')""",
+        [
+            ("ou_1", "email", "jane@acme.com", "ld_1"),
+            ("ou_1", "email", "JA\u200bNE@acme.com".lower(), "ld_2"),
+            ("ou_2", "email", "e\u0301@x.fr", "ld_3"),
+        ],
+    )
+    result = _leadvibe(settings, "aliases", "collisions", "--unit", "ou_1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "ou_1 email 'jane@acme.com': split; 2 stored value(s) of 2 lead(s)",
+        "  'jane@acme.com'  ld_1",
+        "  'ja\\u200bne@acme.com'  ld_2",
+    ]
+    assert "1 group(s) to look at" in result.stderr
+    every = _leadvibe(settings, "aliases", "collisions")
+    assert every.returncode == 0, every.stderr
+    assert "ou_2 email '\u00e9@x.fr': stale" in every.stdout

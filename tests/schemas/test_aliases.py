@@ -1,7 +1,14 @@
 from __future__ import annotations
 
-from schemas import Alias
-from schemas.aliases import by_priority, normalise, partition_key
+import re
+import unicodedata
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas import ALIAS_KINDS, Alias, AliasKind
+from schemas.aliases import INVISIBLE, by_priority, normalise, partition_key
 
 
 def test_email_is_trimmed_and_lower_cased() -> None:
@@ -23,3 +30,66 @@ def test_partition_key_prefers_lead_id_then_top_alias() -> None:
     assert partition_key("ou_1", None, (Alias("cookie", "c"), Alias("email", "A@b.c"))) == (
         b"ou_1:email=a@b.c"
     )
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("Straße@Example.DE", "straße@example.de"),  # lower-cased, not casefolded: ß stays
+        ("\u1e9e@x.de", "ß@x.de"),  # capital sharp s lower-cases to ß
+        ("\uff4a\uff41\uff4e\uff45@\uff21\uff23\uff2d\uff25.com", "jane@acme.com"),  # full-width
+        ("e\u0301mile@x.fr", "\u00e9mile@x.fr"),  # decomposed é: NFKC composes it
+        ("ja\u200bne@acme.com", "jane@acme.com"),  # zero-width space
+        ("\ufeffja\u200c\u200dne\u2060@acme.com", "jane@acme.com"),  # BOM, ZWNJ, ZWJ, WJ
+        ("so\u00adft@x.com", "soft@x.com"),  # soft hyphen
+        ("\u00a0jane@acme.com\u3000", "jane@acme.com"),  # NFKC makes these spaces: trimmed
+        ("\u200b", ""),
+    ],
+)
+def test_email_is_nfkc_lower_cased_without_invisible_characters(written: str, stored: str) -> None:
+    assert normalise("email", written) == stored
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("+1 415 ²555", "+1415555"),  # superscript two is no digit (str.isdigit says it is)
+        ("٣٣ 12", "12"),  # Arabic-Indic digits neither
+        ("\uff11\uff12", ""),  # nor full-width ones
+        ("n/a", ""),
+        ("+", ""),  # a plus alone names no one
+        ("\u200b+44 20", "+4420"),  # an invisible character does not hide the plus
+        ("0044 20", "004420"),
+    ],
+)
+def test_phone_keeps_ascii_digits_only(written: str, stored: str) -> None:
+    assert normalise("phone", written) == stored
+
+
+@pytest.mark.parametrize("kind", ["external_id", "social", "cookie"])
+def test_opaque_kinds_are_only_trimmed(kind: AliasKind) -> None:
+    assert normalise(kind, " Ab\u200bC ") == "Ab\u200bC"
+
+
+@given(st.sampled_from(ALIAS_KINDS), st.text())
+def test_normalising_twice_changes_nothing(kind: AliasKind, value: str) -> None:
+    once = normalise(kind, value)
+    assert normalise(kind, once) == once
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8")))
+def test_a_normalised_phone_is_ascii_digits_with_an_optional_leading_plus(value: str) -> None:
+    assert re.fullmatch(r"(\+?[0-9]+)?", normalise("phone", value))
+
+
+@given(st.text())
+def test_a_normalised_email_has_no_invisible_character_and_is_lower_case(value: str) -> None:
+    stored = normalise("email", value)
+    assert not set(INVISIBLE) & set(stored)
+    assert stored == stored.lower()
+    assert stored == unicodedata.normalize("NFKC", stored)
+
+
+def test_partition_key_passes_over_an_alias_that_names_no_one() -> None:
+    aliases = (Alias("email", "\u200b"), Alias("cookie", "c1"))
+    assert partition_key("ou_1", None, aliases) == b"ou_1:cookie=c1"

@@ -100,6 +100,31 @@ def test_decisions_become_rows_tied_to_the_record_that_took_them() -> None:
     assert row["conflicts_known"] is True
 
 
+def test_decisions_taken_under_an_older_normalisation_are_staged_as_recorded() -> None:
+    """A replay keeps the identities of the log: values are not normalised again."""
+    old = Alias("email", "ja\u200bne@acme.com")  # e-mails kept zero-width spaces once
+    staged = stage_scored(
+        [
+            record(
+                scored(
+                    "e1",
+                    aliases_attached=(old, Alias("phone", "+")),
+                    alias_conflicts=(ConflictingAlias(old, "ld_b"),),
+                ),
+                7,
+            )
+        ],
+        Units(["ou_1"]),
+        BOOK,
+        ScoreIds(),
+    )
+    assert [row[5:] for row in staged.attached] == [
+        ("email", "ja\u200bne@acme.com"),
+        ("phone", "+"),
+    ]
+    assert [row[5:] for row in staged.conflicts] == [("email", "ja\u200bne@acme.com", "ld_b")]
+
+
 def test_other_units_and_undecodable_records_are_left_out() -> None:
     staged = stage_scored(
         [
