@@ -133,6 +133,8 @@ class Stopped:
     since: datetime
     reason: str
     """``Type: message`` of the latest failure."""
+    kind: str
+    """The latest failure's type: a new kind of failure is logged, the same one again not."""
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -222,38 +224,45 @@ class ConsumeLoop(Generic[R]):
         the rewind succeeds would apply later records and store offsets past the failed
         ones, which would then never be applied (positions are never committed).
         """
+        failures = 0
         while not stop.is_set():
             try:
                 await self.seek_to_stored(partitions & self.consumer.assignment())
                 return
             except Exception as exc:
-                log.warning("cannot read the stored offsets (%s); trying again", describe(exc))
+                failures += 1
+                log.log(
+                    logging.WARNING if failures == 1 else logging.DEBUG,
+                    "cannot read the stored offsets (%s); trying again",
+                    describe(exc),
+                )
                 await pause(stop, self.backoff.next_delay())
 
     def _stop(self, partitions: list[int], exc: Exception) -> None:
         """Mark ``partitions`` stopped; log when that is news, not at every retry."""
-        reason = describe(exc)
+        reason, kind = describe(exc), type(exc).__name__
         now = datetime.now(UTC)
-        news = [p for p in partitions if p not in self.stopped or self.stopped[p].reason != reason]
+        news = [p for p in partitions if p not in self.stopped or self.stopped[p].kind != kind]
         for p in partitions:
-            self.stopped[p] = Stopped(self.stopped[p].since if p in self.stopped else now, reason)
-        if news or (not partitions and reason != self._failing):
+            since = self.stopped[p].since if p in self.stopped else now
+            self.stopped[p] = Stopped(since, reason, kind)
+        if news or (not partitions and kind != self._failing):
             log.error(
                 "system fault on %s%s (%s): nothing dead-lettered, retrying from the stored "
                 "offsets with backoff until it is repaired",
                 self.topic,
                 partitions or "",
                 reason,
-                exc_info=not _expected(exc),  # a bug: its traceback says where
+                exc_info=None if _expected(exc) else exc,  # a bug: its traceback says where
             )
         else:
             log.debug("still failing on %s%s (%s)", self.topic, partitions, reason)
-        self._failing = reason
+        self._failing = kind
 
     def _resumed(self, partitions: set[int]) -> None:
         self._failing = None
         back = {p: self.stopped.pop(p) for p in partitions if p in self.stopped}
-        if back or not self.stopped:
+        if not self.stopped:  # else a partition still fails: keep backing off for it
             self.backoff.reset()
         if back:
             since = min(s.since for s in back.values())
