@@ -15,7 +15,7 @@ from typing import Any, Final, NamedTuple
 
 from ingest_gateway.text import free_text_problem, identifier_problem
 from schemas import Alias, AliasKind
-from schemas.aliases import normalise
+from schemas.aliases import names_someone, normalise
 
 MAX_EVENT_TYPE: Final = 128
 """Characters of an event type, after trimming."""
@@ -67,12 +67,13 @@ def check_event(
     normalises to nothing (a phone of ``n/a``): the scorer could not resolve it. An event
     needs a lead id or an alias that names someone, an event type, and, if a timestamp is
     given, an RFC 3339 one with an offset; without one it happened at ``default_time``.
-    Identities and the event type hold no control character (:mod:`ingest_gateway.text`).
+    Identities and the event type hold no control character (:mod:`ingest_gateway.text`;
+    printable text has none, so most values are checked without a call).
     """
     lead_id = lead_id.strip()
     if len(lead_id) > MAX_IDENTIFIER:
         return f"lead_id: longer than {MAX_IDENTIFIER} characters"
-    if problem := identifier_problem(lead_id):
+    if not lead_id.isprintable() and (problem := identifier_problem(lead_id)):
         return f"lead_id: {problem}"
     found: list[Alias] = []
     names_no_one: tuple[AliasKind, str] | None = None
@@ -81,14 +82,15 @@ def check_event(
         if value:
             if len(value) > MAX_IDENTIFIER:
                 return f"{kind}: longer than {MAX_IDENTIFIER} characters"
-            if problem := identifier_problem(value):
+            if not value.isprintable() and (problem := identifier_problem(value)):
                 return f"{kind}: {problem}"
-            key = normalise(kind, value)
-            if not key:
+            # Only a value beyond ASCII can grow when normalised (NFKC writes some
+            # characters as several).
+            if not value.isascii() and len(normalise(kind, value)) > MAX_IDENTIFIER:
+                return f"{kind}: longer than {MAX_IDENTIFIER} characters once normalised"
+            if not names_someone(kind, value):
                 names_no_one = names_no_one or (kind, value)
                 continue
-            if len(key) > MAX_IDENTIFIER:
-                return f"{kind}: longer than {MAX_IDENTIFIER} characters once normalised"
             found.append(Alias(kind, value))
     if not lead_id and not found:
         if names_no_one is None:
@@ -103,7 +105,7 @@ def check_event(
         return EVENT_TYPE_REQUIRED
     if len(event_type) > MAX_EVENT_TYPE:
         return f"event_type: longer than {MAX_EVENT_TYPE} characters"
-    if problem := identifier_problem(event_type):
+    if not event_type.isprintable() and (problem := identifier_problem(event_type)):
         return f"event_type: {problem}"
     timestamp = timestamp.strip()
     when = parse_timestamp(timestamp) if timestamp else default_time

@@ -5,10 +5,9 @@ The body is one event, or ``{"events": [...]}`` with up to 1,000. An event is
 checked by :func:`ingest_gateway.events.check_event` as a CSV row is, with at most
 :data:`~ingest_gateway.events.MAX_ALIASES` aliases and metadata of at most 100 KB whose
 keys and strings are free text (:mod:`ingest_gateway.text`). So an accepted event always
-fits its topic, and so does the scorer's record of it (``tests/ingest_gateway/
-test_events.py`` measures the largest). A request is taken
-whole or not at all: one invalid event answers 400 listing every invalid one, and nothing
-is published.
+fits its topic, and so does the scorer's record of it (``test_events.py`` builds the
+largest of each). A request is taken whole or not at all: one invalid event answers 400
+listing every invalid one, and nothing is published.
 """
 
 from __future__ import annotations

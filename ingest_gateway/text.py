@@ -27,11 +27,15 @@ _FREE_TEXT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 def identifier_problem(value: str) -> str | None:
     """Why ``value`` cannot be an identifier (a phrase for ``"<field>: <problem>"``), or None."""
+    if value.isprintable():  # the common case, in C: every character refused is unprintable
+        return None
     return _problem(_IDENTIFIER.search(value))
 
 
 def free_text_problem(value: str) -> str | None:
     """Why ``value`` cannot be stored as free text, or None."""
+    if value.isprintable():
+        return None
     return _problem(_FREE_TEXT.search(value))
 
 

@@ -17,6 +17,7 @@ refused by the gateway.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Final
 
@@ -25,7 +26,9 @@ from schemas.records import ALIAS_KINDS, Alias, AliasKind
 INVISIBLE: Final = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 """Characters removed from e-mails: they show as nothing, so nobody types them on purpose."""
 _REMOVE_INVISIBLE: Final = dict.fromkeys(map(ord, INVISIBLE))
-_DIGITS: Final = frozenset("0123456789")
+_NOT_DIGITS: Final = re.compile("[^0-9]+")
+_DIGIT: Final = re.compile("[0-9]")
+_ASCII_NOT_DIGITS: Final = {c: None for c in range(128) if not 0x30 <= c <= 0x39}
 
 
 def normalise(kind: AliasKind, value: str) -> str:
@@ -37,6 +40,15 @@ def normalise(kind: AliasKind, value: str) -> str:
     return value.strip()
 
 
+def names_someone(kind: AliasKind, value: str) -> bool:
+    """``normalise(kind, value) != ""``, without building the value in the common cases."""
+    if kind == "phone":
+        return _DIGIT.search(value) is not None
+    if kind == "email" and not value.isascii():
+        return bool(_email(value))
+    return bool(value.strip())
+
+
 def _email(value: str) -> str:
     if value.isascii():  # the common case: NFKC changes nothing, nothing is invisible
         return value.strip().lower()
@@ -46,10 +58,14 @@ def _email(value: str) -> str:
 
 
 def _phone(value: str) -> str:
-    digits = "".join(c for c in value if c in _DIGITS)
+    ascii_value = value.isascii()
+    digits = value.translate(_ASCII_NOT_DIGITS) if ascii_value else _NOT_DIGITS.sub("", value)
     if not digits:
         return ""
-    return "+" + digits if value.translate(_REMOVE_INVISIBLE).lstrip().startswith("+") else digits
+    head = value.lstrip()
+    if not ascii_value:
+        head = head.translate(_REMOVE_INVISIBLE).lstrip()
+    return "+" + digits if head.startswith("+") else digits
 
 
 def normalised(alias: Alias) -> Alias:

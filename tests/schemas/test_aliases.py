@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import ALIAS_KINDS, Alias, AliasKind
-from schemas.aliases import INVISIBLE, by_priority, normalise, partition_key
+from schemas.aliases import INVISIBLE, by_priority, names_someone, normalise, partition_key
 
 
 def test_email_is_trimmed_and_lower_cased() -> None:
@@ -93,3 +93,10 @@ def test_a_normalised_email_has_no_invisible_character_and_is_lower_case(value: 
 def test_partition_key_passes_over_an_alias_that_names_no_one() -> None:
     aliases = (Alias("email", "\u200b"), Alias("cookie", "c1"))
     assert partition_key("ou_1", None, aliases) == b"ou_1:cookie=c1"
+
+
+@given(st.sampled_from(ALIAS_KINDS), st.text())
+def test_names_someone_is_whether_the_normalised_value_is_empty(
+    kind: AliasKind, value: str
+) -> None:
+    assert names_someone(kind, value) == bool(normalise(kind, value))

@@ -104,3 +104,33 @@ async def test_example_csv_by_email_creates_leads_found_by_their_email(
     scored = await read_topic(settings, settings.topics.scored, ScoredEvent, 4)
     assert all(s.skip_triggers and s.source == "import" for s in scored)
     assert sum(s.lead_created for s in scored) == 2
+
+
+async def test_every_imported_row_is_applied_and_unicode_spellings_are_one_lead(
+    settings: Settings, gateway: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Rows whose identities name no one are row errors, so ``applied`` reaches ``imported``."""
+    csv = (
+        "email,phone,event_type\n"
+        ",n/a,call\n"  # names no one: a row error, not an event the scorer cannot apply
+        "\u200b,+,call\n"  # neither
+        "Jane@Acme.com,,open\n"
+        "\uff4aane@acme.com,,open\n"  # full-width j: the same address (NFKC)
+        "ja\u200bne@ACME.com,,open\n"  # a zero-width space: the same address
+        ",+1 415²,call\n"  # a superscript two is no digit: +1415
+        ",+1415,call\n"
+    )
+    response = await gateway.post(
+        "/import", files={"file": ("events.csv", csv.encode())}, headers=tenant.headers
+    )
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert (accepted["imported"], accepted["errors"]) == (5, 2)
+    assert [e["row"] for e in accepted["error_rows"]] == [2, 3]
+    progress = await wait_applied(gateway, tenant, accepted["import_id"])
+    assert progress["applied"] == progress["imported"] == 5
+    leads = await get_json(gateway, tenant, "/leads")
+    counts = sorted((lead["aliases"][0]["value"], lead["event_count"]) for lead in leads["leads"])
+    assert counts == [("+1415", 2), ("jane@acme.com", 3)]
+    found = await get_json(gateway, tenant, "/leads", email="JANE\u200b@acme.com")
+    assert found["aliases"] == [{"kind": "email", "value": "jane@acme.com"}]
