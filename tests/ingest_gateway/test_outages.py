@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -27,6 +26,7 @@ from ingest_gateway import database
 from leadvibe.db import migrate
 from leadvibe.settings import Settings
 from leadvibe.tenancy import create_token
+from tests.gateway import gateway_process
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -94,38 +94,11 @@ async def token(own_postgres: OwnPostgres) -> str:
 async def running_gateway(
     own_postgres: OwnPostgres, settings: Settings, tmp_path: Path
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, httpx.AsyncClient]]:
-    """``python -m ingest_gateway`` over the own Postgres and the test's Kafka topics,
-    once it answers its liveness (whether or not Postgres is up)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": own_postgres.url,
-        "LEADVIBE_TOPIC_NAMESPACE": settings.topics.namespace,
-        "LEADVIBE_PORT": str(port),
-        "LEADVIBE_LOG_LEVEL": "warning",
-    }
-    with (tmp_path / "gateway.log").open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ingest_gateway", env=env, cwd=ROOT, stdout=log, stderr=log
-        )
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
-
-        async def live() -> int:
-            assert process.returncode is None, (tmp_path / "gateway.log").read_text()
-            try:
-                return (await client.get("/health/live")).status_code
-            except httpx.TransportError:
-                return 0
-
-        await wait_for(live, until=lambda s: s == 200, timeout=30, what="the gateway to start")
-        yield process, client
-    finally:
-        await client.aclose()
-        if process.returncode is None:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), timeout=30)
+    """The gateway as a process, over the own Postgres and the test's Kafka topics."""
+    async with gateway_process(
+        settings, tmp_path / "gateway.log", DATABASE_URL=own_postgres.url
+    ) as running:
+        yield running
 
 
 async def _lead(client: httpx.AsyncClient, token: str) -> httpx.Response:
