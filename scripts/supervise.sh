@@ -1,5 +1,6 @@
 # supervise NAME LOG COMMAND...: run COMMAND (output appended to LOG) and start it again
-# whenever it exits, after a backoff, until this (background) shell gets SIGTERM; then
+# whenever it exits, after a backoff, until this (background) shell gets SIGTERM (or
+# SIGHUP; SIGINT is ignored, as the Ctrl-C that run.sh turns into SIGTERM); then
 # pass SIGTERM on, give the command STOP_GRACE seconds to finish, kill it past them, and
 # return. Sourced by scripts/run.sh, which runs one `supervise ... &` per service.
 #
@@ -15,14 +16,17 @@ supervise() {
   local first=${SUPERVISE_BACKOFF:-1} max=${SUPERVISE_BACKOFF_MAX:-30}
   local steady=${SUPERVISE_STEADY:-60} grace=${STOP_GRACE:-20}
   local delay=$first restarts=0 child='' status started stopping=0
-  trap 'stopping=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true' TERM
+  # Ctrl-C reaches the whole process group: run.sh answers it by sending SIGTERM here, so
+  # the supervisor must not die of it first (it would leave its service unwatched).
+  trap '' INT
+  trap 'stopping=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true' TERM HUP
   while [ "$stopping" = 0 ]; do
     started=$SECONDS
     "$@" >> "$log" 2>&1 &
     child=$!
     # A trapped SIGTERM ends `wait` early (status > 128): wait again for the real exit.
     status=0
-    wait "$child" || status=$?
+    wait "$child" 2>/dev/null || status=$?  # (without bash's own "Killed" line)
     while [ "$stopping" = 1 ] && kill -0 "$child" 2>/dev/null; do
       local deadline=$((SECONDS + grace))
       while kill -0 "$child" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done

@@ -101,3 +101,20 @@ def test_a_command_that_ignores_sigterm_is_killed_past_the_grace(
         return False
 
     _wait_until(gone)
+
+
+def test_sigint_alone_stops_nothing(tmp_path: Path, runs: Path) -> None:
+    """Ctrl-C reaches every process of ``make run``; run.sh answers it with SIGTERM to
+    the supervisors, which must still be there to stop their service and wait for it."""
+    pid_file = tmp_path / "pid"
+    supervisor = _supervise(
+        tmp_path, f"sh -c 'echo run >> {runs}; echo $$ > {pid_file}; exec sleep 600'"
+    )
+    _wait_until(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    supervisor.send_signal(signal.SIGINT)
+    with pytest.raises(subprocess.TimeoutExpired):
+        supervisor.wait(timeout=0.5)  # still supervising
+    supervisor.send_signal(signal.SIGTERM)
+    _, stderr = supervisor.communicate(timeout=20)
+    assert "restarting" not in stderr
+    assert _count(runs) == 1
