@@ -60,17 +60,23 @@ async def sweep_once(pool: asyncpg.Pool, publisher: Publisher) -> int:
 
 
 async def sweep_abandoned(pool: asyncpg.Pool, publisher: Publisher) -> None:
-    """Sweep at once and then every SWEEP_INTERVAL, until cancelled; never raises."""
+    """Sweep at once and then every SWEEP_INTERVAL, until cancelled; never raises.
+
+    While the database does not answer, it tries every RETRY_INTERVAL (saying so once).
+    """
+    waiting = False
     while True:
         try:
             await sweep_once(pool, publisher)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if is_outage(exc):
-                log.info("abandoned imports: the database does not answer yet (%s)", exc)
-            else:
+            if not is_outage(exc):
                 log.exception("abandoned imports: the sweep failed")
+            elif not waiting:
+                log.info("abandoned imports: sweeping once the database answers (%s)", exc)
+            waiting = True
             await asyncio.sleep(RETRY_INTERVAL)
             continue
+        waiting = False
         await asyncio.sleep(SWEEP_INTERVAL)
