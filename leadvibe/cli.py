@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from leadvibe.db import migrate
 from leadvibe.settings import Settings, SettingsError
 from leadvibe.tenancy import create_token
-from leadvibe.topics import ensure_topics
+from leadvibe.topics import Replication, ReplicationError, ensure_topics
 from scorer import alias_collisions
 from scorer.progress import Report
 from scorer.replay import ReplayError, replay, rescore
@@ -48,7 +48,10 @@ async def _migrate(settings: Settings) -> None:
 
 async def _topics_create(settings: Settings) -> None:
     created = await ensure_topics(
-        settings.kafka_bootstrap_servers, settings.topics, settings.events_partitions
+        settings.kafka_bootstrap_servers,
+        settings.topics,
+        settings.events_partitions,
+        Replication(settings.replication_factor, settings.min_insync_replicas),
     )
     print(f"topics created: {', '.join(created) or 'none (all exist)'}", file=sys.stderr)
 
@@ -137,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_alias_collisions(settings, args.unit))
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"leadvibe: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except ReplicationError as exc:
+        print(f"leadvibe: {exc}", file=sys.stderr)
         return 1
     return 0
 
