@@ -160,7 +160,7 @@ class ConsumerHealth:
 
     async def _kafka(self) -> Check:
         if self.consumer is None:
-            return Check(False, self.unreachable.get("kafka", "not connected yet"))
+            return Check(False, self.unreachable.get("kafka", "not connected yet (after Postgres)"))
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
                 await self.consumer.topics()  # a metadata request to the brokers
