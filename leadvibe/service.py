@@ -47,6 +47,9 @@ def configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # While Postgres is away the pool logs a traceback at each of its reconnection tries;
+    # the consume loop logs the outage once, and /health shows it.
+    logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
 
 
 async def run_consumer(
@@ -157,7 +160,7 @@ class ConsumerHealth:
 
     async def _kafka(self) -> Check:
         if self.consumer is None:
-            return Check(False, self.unreachable.get("kafka", "not connected yet"))
+            return Check(False, self.unreachable.get("kafka", "not connected yet (after Postgres)"))
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
                 await self.consumer.topics()  # a metadata request to the brokers
