@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from http import HTTPStatus
+from typing import Any, Final
 
 import msgspec
 
@@ -34,6 +35,25 @@ class Check(msgspec.Struct, frozen=True):
 
 
 Checks = Callable[[], Awaitable[Mapping[str, Check]]]
+
+CHECK_TIMEOUT: Final = 2.0
+"""Seconds a dependency has to answer one check."""
+
+
+async def probe(what: str, request: Callable[[], Awaitable[Any]]) -> Check:
+    """Whether ``request()`` (a ``SELECT 1``, a metadata request) succeeds in time.
+
+    The detail names the failure's type only: its message (addresses, DNS results) goes
+    to the log, not to whoever reads ``/health``.
+    """
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await request()
+    except Exception as exc:
+        reason = "no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
+        log.warning("health: %s is down: %r", what, exc)
+        return Check(False, f"{what} does not answer ({reason})")
+    return Check(True, f"{what} answers")
 
 
 def health_body(checks: Mapping[str, Check]) -> tuple[int, bytes]:

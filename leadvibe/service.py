@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
@@ -25,7 +26,7 @@ from leadvibe.backoff import Backoff, pause
 from leadvibe.consuming import ConsumeLoop, Handler, Stopped, open_consumer, stop_on_signals
 from leadvibe.db import open_pool
 from leadvibe.failures import describe
-from leadvibe.health import Check, serving_health
+from leadvibe.health import Check, probe, serving_health
 from leadvibe.producing import open_producer
 from leadvibe.settings import Settings
 
@@ -36,9 +37,6 @@ log = logging.getLogger(__name__)
 
 HandlerFactory = Callable[[asyncpg.Pool, AIOKafkaProducer], Handler[R]]
 """Builds a service's batch handler from the pool and producer the runner opened."""
-
-CHECK_TIMEOUT = 2.0
-"""Seconds a /health check waits for Postgres or Kafka to answer."""
 
 
 def configure_logging() -> None:
@@ -151,22 +149,12 @@ class ConsumerHealth:
     async def _postgres(self) -> Check:
         if self.pool is None:
             return Check(False, self.unreachable.get("postgres", "not connected yet"))
-        try:
-            async with asyncio.timeout(CHECK_TIMEOUT):
-                await self.pool.fetchval("SELECT 1")
-        except Exception as exc:
-            return Check(False, f"no answer: {describe(exc)}")
-        return Check(True, "answers")
+        return await probe("Postgres", partial(self.pool.fetchval, "SELECT 1"))
 
     async def _kafka(self) -> Check:
         if self.consumer is None:
             return Check(False, self.unreachable.get("kafka", "not connected yet (after Postgres)"))
-        try:
-            async with asyncio.timeout(CHECK_TIMEOUT):
-                await self.consumer.topics()  # a metadata request to the brokers
-        except Exception as exc:
-            return Check(False, f"no answer: {describe(exc) if str(exc) else 'timed out'}")
-        return Check(True, "answers")
+        return await probe("Kafka", self.consumer.topics)  # a metadata request to the brokers
 
     def _partitions(self) -> Check:
         if self.loop is None or self.consumer is None:
