@@ -36,7 +36,11 @@ class Settings:
     webhook_secret: str = field(default="", repr=False)
     """HMAC key for webhook signatures."""
     allow_private_webhooks: bool = False
-    """Allow webhook URLs on loopback or private addresses (local runs and tests)."""
+    """Allow webhook URLs on loopback or RFC 1918 addresses (local runs and tests)."""
+    max_triggers_per_unit: int = 100
+    """The most triggers a unit may have (LEADVIBE_MAX_TRIGGERS_PER_UNIT)."""
+    webhook_secret_rollover: int = 86400
+    """Seconds a rotated-out signing secret keeps signing (LEADVIBE_WEBHOOK_SECRET_ROLLOVER)."""
 
     @property
     def database_url_redacted(self) -> str:
@@ -79,4 +83,6 @@ class Settings:
             events_partitions=integer("LEADVIBE_EVENTS_PARTITIONS", 6),
             webhook_secret=env.get("LEADVIBE_WEBHOOK_SECRET", ""),
             allow_private_webhooks=boolean("LEADVIBE_ALLOW_PRIVATE_WEBHOOKS"),
+            max_triggers_per_unit=integer("LEADVIBE_MAX_TRIGGERS_PER_UNIT", 100),
+            webhook_secret_rollover=integer("LEADVIBE_WEBHOOK_SECRET_ROLLOVER", 86400),
         )

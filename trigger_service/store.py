@@ -42,11 +42,17 @@ class FiringRow(NamedTuple):
 
 
 class Delivery(NamedTuple):
-    """A claimed firing: what to send, where, and which attempt this is."""
+    """A claimed firing: what to send, where, which attempt this is, and how to sign it."""
 
     firing: FiringRow
     attempt: int
     webhook_url: str
+    secret_versions: tuple[int, ...] = (0,)
+    """The trigger's active signing secrets: the current one, then the previous one during
+    a rollover."""
+    legacy_signature: bool = False
+    """Also sign the old way (``X-LeadVibe-Signature``): a trigger made before migration
+    0006 whose version-0 secret is still active."""
 
 
 class AttemptResult(NamedTuple):
@@ -149,35 +155,64 @@ async def claim_due(
     per_trigger: int,
     in_flight: Mapping[str, int],
     lease_seconds: float,
+    per_unit: int | None = None,
+    unit_in_flight: Mapping[str, int] | None = None,
 ) -> list[Delivery]:
-    """Claim up to ``limit`` due firings, at most ``per_trigger`` in flight per trigger.
+    """Claim up to ``limit`` due firings, round-robin across units.
 
-    ``in_flight`` counts the deliveries of each trigger this worker has running, so that a
-    slow receiver's backlog never takes the slots of other triggers. A claim moves the
-    firing's next attempt ``lease_seconds`` ahead: if the worker dies before recording the
-    attempt, the firing comes due again then.
+    At most ``per_unit`` deliveries of a unit and ``per_trigger`` of a trigger are in
+    flight: ``unit_in_flight`` and ``in_flight`` count those this worker has running, so
+    that one unit's backlog or slow receivers never take the slots of the others. The
+    claim takes each unit's oldest due firing first, then each unit's second, and so on
+    (units that have waited longest first within a round). A claim moves the firing's
+    next attempt ``lease_seconds`` ahead: if the worker dies before recording the attempt,
+    the firing comes due again then.
     """
+    unit_cap = per_unit if per_unit is not None else limit
+    units_busy = unit_in_flight or {}
     rows = await conn.fetch(
-        f"""WITH busy AS (
+        f"""WITH RECURSIVE busy AS (
                 SELECT * FROM unnest($3::text[], $4::int[]) AS b (trigger_id, running)
+            ), unit_busy AS (
+                SELECT * FROM unnest($6::text[], $7::int[]) AS b (unit_id, running)
+            ), units AS (
+                -- The units with pending firings: one index probe each (a skip scan),
+                -- however many firings one of them has queued.
+                (SELECT unit_id FROM trigger_firings
+                 WHERE delivery_status = 'pending' ORDER BY unit_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT f.unit_id FROM trigger_firings f
+                        WHERE f.delivery_status = 'pending' AND f.unit_id > u.unit_id
+                        ORDER BY f.unit_id LIMIT 1)
+                FROM units u WHERE u.unit_id IS NOT NULL
             ), due AS (
-                -- The oldest due firings of the triggers with a free slot: bounded work
-                -- however long the queue; a trigger that fills up is left out next time.
-                SELECT firing_id, trigger_id, next_attempt_at
-                FROM trigger_firings f
-                WHERE delivery_status = 'pending' AND next_attempt_at <= now()
-                  AND NOT EXISTS (SELECT 1 FROM busy b
-                                  WHERE b.trigger_id = f.trigger_id AND b.running >= $2)
-                ORDER BY next_attempt_at
-                LIMIT $6
-            ), candidates AS (
-                SELECT d.firing_id
+                -- Each unit with a free slot: its oldest due firings, a bounded look-ahead.
+                SELECT d.*
+                FROM units u
+                LEFT JOIN unit_busy ub ON ub.unit_id = u.unit_id
+                CROSS JOIN LATERAL (
+                    SELECT f.firing_id, f.unit_id, f.trigger_id, f.next_attempt_at
+                    FROM trigger_firings f
+                    WHERE f.unit_id = u.unit_id AND f.delivery_status = 'pending'
+                      AND f.next_attempt_at <= now()
+                    ORDER BY f.next_attempt_at
+                    LIMIT $9) AS d
+                WHERE u.unit_id IS NOT NULL AND coalesce(ub.running, 0) < $8
+            ), trigger_room AS (
+                SELECT d.*
                 FROM (SELECT *, row_number() OVER (PARTITION BY trigger_id
                                                    ORDER BY next_attempt_at, firing_id) AS n
                       FROM due) AS d
                 LEFT JOIN busy b ON b.trigger_id = d.trigger_id
                 WHERE d.n <= $2 - coalesce(b.running, 0)
-                ORDER BY d.next_attempt_at, d.firing_id
+            ), candidates AS (
+                SELECT d.firing_id
+                FROM (SELECT *, row_number() OVER (PARTITION BY unit_id
+                                                   ORDER BY next_attempt_at, firing_id) AS n
+                      FROM trigger_room) AS d
+                LEFT JOIN unit_busy ub ON ub.unit_id = d.unit_id
+                WHERE d.n <= $8 - coalesce(ub.running, 0)
+                ORDER BY d.n, d.next_attempt_at, d.firing_id
                 LIMIT $1
             ), picked AS (
                 SELECT f.firing_id
@@ -191,15 +226,36 @@ async def claim_due(
             FROM picked, triggers t
             WHERE f.firing_id = picked.firing_id
               AND t.trigger_id = f.trigger_id AND t.unit_id = f.unit_id
-            RETURNING {_FIRING_COLUMNS}, f.attempts + 1 AS attempt, t.webhook_url""",
+            RETURNING {_FIRING_COLUMNS}, f.attempts + 1 AS attempt, t.webhook_url,
+                      t.secret_version,
+                      CASE WHEN t.previous_secret_expires_at > now()
+                           THEN t.previous_secret_version END AS previous_secret_version,
+                      t.legacy_signature""",
         limit,
         per_trigger,
         list(in_flight),
         list(in_flight.values()),
         lease_seconds,
-        max(1000, 20 * limit),
+        list(units_busy),
+        list(units_busy.values()),
+        unit_cap,
+        # Enough to fill the unit's slots past firings of triggers that are full.
+        max(unit_cap, 1) * 4,
     )
-    return [Delivery(_firing(r), r["attempt"], r["webhook_url"]) for r in rows]
+    return [_delivery(r) for r in rows]
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    versions: tuple[int, ...] = (row["secret_version"],)
+    if row["previous_secret_version"] is not None:
+        versions += (row["previous_secret_version"],)
+    return Delivery(
+        _firing(row),
+        row["attempt"],
+        row["webhook_url"],
+        secret_versions=versions,
+        legacy_signature=row["legacy_signature"] and 0 in versions,
+    )
 
 
 async def record_attempts(conn: Connection, results: Sequence[AttemptResult]) -> int:
