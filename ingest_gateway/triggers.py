@@ -143,11 +143,13 @@ async def create_trigger(request: Request) -> Response:
     try:
         async with state.pool.acquire() as conn, conn.transaction():
             # Creations in one unit take turns (the lock leaves foreign-key checks alone),
-            # so that two at once cannot both pass the cap.
+            # so that two at once cannot both pass the cap; the count is a statement of
+            # its own, to see the triggers committed while this one waited.
+            await conn.execute(
+                "SELECT FROM org_units WHERE unit_id = $1 FOR NO KEY UPDATE", principal.unit_id
+            )
             count = await conn.fetchval(
-                """SELECT (SELECT count(*) FROM triggers t WHERE t.unit_id = u.unit_id)
-                   FROM org_units u WHERE u.unit_id = $1 FOR NO KEY UPDATE""",
-                principal.unit_id,
+                "SELECT count(*) FROM triggers WHERE unit_id = $1", principal.unit_id
             )
             if count >= cap:
                 raise Conflict(

@@ -67,11 +67,12 @@ class DeliveryPolicy:
     backoff_max: float = 3600.0
     concurrency: int = 32
     """Attempts in flight at once, in all."""
-    per_trigger: int = 4
-    """Attempts in flight at once for one trigger, so one slow receiver cannot take all."""
     per_unit: int = 4
-    """Attempts in flight at once for one unit, so one tenant cannot take all (claims go
-    round-robin across units)."""
+    """Attempts in flight at once for one unit, so one tenant cannot take all (free slots
+    go round-robin across units, the least busy first)."""
+    per_trigger: int = 2
+    """Attempts in flight at once for one trigger, so one slow receiver cannot take all of
+    its unit's (a unit's triggers take turns the same way)."""
     idle_poll: float = 2.0
     """Longest sleep between looks at the queue when nothing wakes the worker."""
 

@@ -158,15 +158,16 @@ async def claim_due(
     per_unit: int | None = None,
     unit_in_flight: Mapping[str, int] | None = None,
 ) -> list[Delivery]:
-    """Claim up to ``limit`` due firings, round-robin across units.
+    """Claim up to ``limit`` due firings, round-robin across units and their triggers.
 
     At most ``per_unit`` deliveries of a unit and ``per_trigger`` of a trigger are in
     flight: ``unit_in_flight`` and ``in_flight`` count those this worker has running, so
-    that one unit's backlog or slow receivers never take the slots of the others. The
-    claim takes each unit's oldest due firing first, then each unit's second, and so on
-    (units that have waited longest first within a round). A claim moves the firing's
-    next attempt ``lease_seconds`` ahead: if the worker dies before recording the attempt,
-    the firing comes due again then.
+    that one unit's backlog or slow receivers never take the slots of the others. Free
+    slots go to the least busy first: a unit's triggers take turns for the unit's slots,
+    and units take turns for the worker's (the one with fewest in flight first, the one
+    waiting longest among equals). A claim moves the firing's next attempt
+    ``lease_seconds`` ahead: if the worker dies before recording the attempt, the firing
+    comes due again then.
     """
     unit_cap = per_unit if per_unit is not None else limit
     units_busy = unit_in_flight or {}
@@ -175,44 +176,47 @@ async def claim_due(
                 SELECT * FROM unnest($3::text[], $4::int[]) AS b (trigger_id, running)
             ), unit_busy AS (
                 SELECT * FROM unnest($6::text[], $7::int[]) AS b (unit_id, running)
-            ), units AS (
-                -- The units with pending firings: one index probe each (a skip scan),
+            ), queues (unit_id, trigger_id) AS (
+                -- The triggers with pending firings, one index probe each (a skip scan),
                 -- however many firings one of them has queued.
-                (SELECT unit_id FROM trigger_firings
-                 WHERE delivery_status = 'pending' ORDER BY unit_id LIMIT 1)
+                (SELECT unit_id, trigger_id FROM trigger_firings
+                 WHERE delivery_status = 'pending' ORDER BY unit_id, trigger_id LIMIT 1)
                 UNION ALL
-                SELECT (SELECT f.unit_id FROM trigger_firings f
-                        WHERE f.delivery_status = 'pending' AND f.unit_id > u.unit_id
-                        ORDER BY f.unit_id LIMIT 1)
-                FROM units u WHERE u.unit_id IS NOT NULL
+                SELECT next.unit_id, next.trigger_id
+                FROM queues q CROSS JOIN LATERAL (
+                    SELECT f.unit_id, f.trigger_id FROM trigger_firings f
+                    WHERE f.delivery_status = 'pending'
+                      AND (f.unit_id, f.trigger_id) > (q.unit_id, q.trigger_id)
+                    ORDER BY f.unit_id, f.trigger_id LIMIT 1) AS next
             ), due AS (
-                -- Each unit with a free slot: its oldest due firings, a bounded look-ahead.
-                SELECT d.*
-                FROM units u
-                LEFT JOIN unit_busy ub ON ub.unit_id = u.unit_id
+                -- Each trigger with a free slot in a unit with one: its oldest due firings.
+                -- trigger_load: what the trigger would have in flight with this one too.
+                SELECT d.firing_id, d.unit_id, d.next_attempt_at,
+                       d.n + coalesce(b.running, 0) AS trigger_load,
+                       coalesce(ub.running, 0) AS unit_running
+                FROM queues q
+                LEFT JOIN busy b ON b.trigger_id = q.trigger_id
+                LEFT JOIN unit_busy ub ON ub.unit_id = q.unit_id
                 CROSS JOIN LATERAL (
-                    SELECT f.firing_id, f.unit_id, f.trigger_id, f.next_attempt_at
+                    SELECT f.firing_id, f.unit_id, f.next_attempt_at,
+                           row_number() OVER (ORDER BY f.next_attempt_at) AS n
                     FROM trigger_firings f
-                    WHERE f.unit_id = u.unit_id AND f.delivery_status = 'pending'
-                      AND f.next_attempt_at <= now()
+                    WHERE f.unit_id = q.unit_id AND f.trigger_id = q.trigger_id
+                      AND f.delivery_status = 'pending' AND f.next_attempt_at <= now()
                     ORDER BY f.next_attempt_at
-                    LIMIT $9) AS d
-                WHERE u.unit_id IS NOT NULL AND coalesce(ub.running, 0) < $8
-            ), trigger_room AS (
-                SELECT d.*
-                FROM (SELECT *, row_number() OVER (PARTITION BY trigger_id
-                                                   ORDER BY next_attempt_at, firing_id) AS n
-                      FROM due) AS d
-                LEFT JOIN busy b ON b.trigger_id = d.trigger_id
-                WHERE d.n <= $2 - coalesce(b.running, 0)
+                    LIMIT greatest($2 - coalesce(b.running, 0), 0)) AS d
+                WHERE coalesce(ub.running, 0) < $8
+            ), ranked AS (
+                SELECT firing_id, unit_id, next_attempt_at, unit_running,
+                       row_number() OVER (PARTITION BY unit_id
+                                          ORDER BY trigger_load, next_attempt_at,
+                                                   firing_id) AS n
+                FROM due
             ), candidates AS (
-                SELECT d.firing_id
-                FROM (SELECT *, row_number() OVER (PARTITION BY unit_id
-                                                   ORDER BY next_attempt_at, firing_id) AS n
-                      FROM trigger_room) AS d
-                LEFT JOIN unit_busy ub ON ub.unit_id = d.unit_id
-                WHERE d.n <= $8 - coalesce(ub.running, 0)
-                ORDER BY d.n, d.next_attempt_at, d.firing_id
+                SELECT firing_id
+                FROM ranked
+                WHERE n <= $8 - unit_running
+                ORDER BY n + unit_running, next_attempt_at, firing_id
                 LIMIT $1
             ), picked AS (
                 SELECT f.firing_id
@@ -239,8 +243,6 @@ async def claim_due(
         list(units_busy),
         list(units_busy.values()),
         unit_cap,
-        # Enough to fill the unit's slots past firings of triggers that are full.
-        max(unit_cap, 1) * 4,
     )
     return [_delivery(r) for r in rows]
 

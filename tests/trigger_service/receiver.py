@@ -127,40 +127,43 @@ class Tarpit:
     requests: int = 0
     holding: int = 0
     most_held: int = 0
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
+    _writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    async def hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        self.holding += 1
+        self.most_held = max(self.most_held, self.holding)
+        try:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                await reader.readuntil(b"\r\n\r\n")
+                self.requests += 1
+                await self._release.wait()
+        finally:
+            self.holding -= 1
+            writer.close()
+
+    async def close(self) -> None:
+        """Drop every connection held, so that the attempts hanging on them end now."""
+        self._release.set()
+        for writer in self._writers:
+            writer.close()
+        await asyncio.sleep(0)  # let the handlers see it
 
 
 @asynccontextmanager
 async def running_tarpit(*, bound: float = 60.0) -> AsyncIterator[Tarpit]:
-    """A server on loopback that reads requests and never answers, for at most ``bound`` s.
-
-    Leaving the block closes every connection it holds, so that the attempts hanging on
-    it end at once.
-    """
+    """A server on loopback that reads requests and never answers, until the block ends
+    (or ``bound`` seconds pass: it closes its connections then, whatever the test does)."""
     tarpit = Tarpit()
-    release = asyncio.Event()
-    writers: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        tarpit.holding += 1
-        tarpit.most_held = max(tarpit.most_held, tarpit.holding)
-        try:
-            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-                await reader.readuntil(b"\r\n\r\n")
-                tarpit.requests += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(release.wait(), timeout=bound)
-        finally:
-            tarpit.holding -= 1
-            writer.close()
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    server = await asyncio.start_server(tarpit.hold, "127.0.0.1", 0)
     tarpit.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    loop = asyncio.get_running_loop()
+    deadline = loop.call_later(bound, lambda: loop.create_task(tarpit.close()))
     try:
         yield tarpit
     finally:
-        release.set()
+        deadline.cancel()
         server.close()
-        for writer in writers:
-            writer.close()
+        await tarpit.close()
         await server.wait_closed()

@@ -6,6 +6,9 @@ that the ``trigger_service`` fixture runs in process.
 
 from __future__ import annotations
 
+import base64
+import time
+
 import asyncpg
 import httpx
 import pytest
@@ -27,6 +30,7 @@ from tests.trigger_service.helpers import (
 )
 from tests.trigger_service.receiver import Receiver
 from tests.waiting import wait_for
+from trigger_service.webhooks import signing_secret
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("trigger_service")]
 
@@ -49,10 +53,15 @@ async def test_a_crossing_sends_one_signed_webhook(
 
     await wait_for(lambda: received(receiver), until=lambda n: n >= 1, what="a webhook")
     [got] = receiver.received
+    # Verified as a receiver would, with the standardwebhooks library.
     assert got.signed_by(trigger["signing_secret"])
-    assert not got.signed_by("test-webhook-secret")  # the trigger's own key, not the service's
+    # The trigger's own key, not the service's nor another trigger's.
+    assert not got.signed_by("whsec_" + base64.b64encode(b"test-webhook-secret").decode())
+    assert not got.signed_by(signing_secret(settings.webhook_secret, "trg_other"))
+    assert abs(int(got.headers["webhook-timestamp"]) - time.time()) < 60
+    assert "x-leadvibe-signature" not in got.headers  # the old scheme's, for old triggers only
     body = got.json
-    assert body["id"] == got.firing_id
+    assert body["id"] == got.firing_id == got.headers["webhook-id"]
     assert body["type"] == "trigger.fired"
     assert body["unit_id"] == tenant.unit_id
     assert body["trigger"] == {"id": trigger["id"], "score_threshold": 50, "fire_mode": "once"}
