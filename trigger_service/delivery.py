@@ -235,6 +235,8 @@ class Deliverer:
         self._running: dict[asyncio.Task[AttemptResult], Delivery] = {}
         self._results: list[AttemptResult] = []
         self._wake = asyncio.Event()
+        self._last_unit = ""
+        """The unit the last claim served last: units take turns from the one after it."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set, then let the attempts in flight finish."""
@@ -272,7 +274,7 @@ class Deliverer:
         in_flight = Counter(d.firing.trigger_id for d in self._running.values())
         unit_in_flight = Counter(d.firing.unit_id for d in self._running.values())
         async with self.pool.acquire() as conn:
-            deliveries = await store.claim_due(
+            claimed = await store.claim(
                 conn,
                 limit=room,
                 per_trigger=self.policy.per_trigger,
@@ -280,7 +282,11 @@ class Deliverer:
                 lease_seconds=self.policy.lease,
                 per_unit=self.policy.per_unit,
                 unit_in_flight=unit_in_flight,
+                after_unit=self._last_unit,
             )
+        deliveries = claimed.deliveries
+        if claimed.last_unit is not None:
+            self._last_unit = claimed.last_unit  # the next claim starts with the unit after
         for delivery in deliveries:
             task = asyncio.create_task(self._attempt(delivery))
             self._running[task] = delivery

@@ -15,8 +15,8 @@ ALTER TABLE triggers
         CHECK ((previous_secret_version IS NULL) = (previous_secret_expires_at IS NULL));
 ALTER TABLE triggers ALTER COLUMN legacy_signature SET DEFAULT false;
 
--- The delivery worker claims round-robin across units and their triggers: it walks the
--- triggers that have pending firings (a skip scan of this index) and takes each one's
--- oldest due firings.
+-- The delivery worker claims round-robin across units: it walks the units that have
+-- pending firings (a skip scan of this index) from where its last claim stopped, and
+-- takes the oldest due firings of each of their triggers.
 CREATE INDEX trigger_firings_queues ON trigger_firings (unit_id, trigger_id, next_attempt_at)
     WHERE delivery_status = 'pending';

@@ -129,3 +129,29 @@ async def test_triggers_made_before_0006_keep_the_old_header(pool: asyncpg.Pool)
             "SELECT trigger_id, secret_version, legacy_signature FROM triggers ORDER BY name"
         )
     assert [tuple(r) for r in rows] == [(new, 0, False), (old, 0, True)]
+
+
+async def test_units_take_turns_from_where_the_last_claim_stopped(pool: asyncpg.Pool) -> None:
+    units = sorted([(await make_tenant(pool, f"org{n}", "u")).unit_id for n in range(3)])
+    for unit in units:
+        trigger = await add_trigger(pool, unit, URL, "hook")
+        await add_firings(pool, unit, trigger, 5, first_due=PAST)
+    served = []
+    last = ""
+    for _ in range(5):  # one slot at a time: the next unit each time, wrapping around
+        async with pool.acquire() as conn:
+            claimed = await store.claim(
+                conn,
+                limit=1,
+                per_trigger=2,
+                in_flight={},
+                lease_seconds=60,
+                per_unit=2,
+                unit_in_flight={},
+                after_unit=last,
+            )
+        [delivery] = claimed.deliveries
+        assert claimed.last_unit == delivery.firing.unit_id
+        served.append(delivery.firing.unit_id)
+        last = claimed.last_unit
+    assert served == [*units, *units[:2]]
