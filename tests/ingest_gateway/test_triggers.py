@@ -301,26 +301,27 @@ async def test_a_unit_has_at_most_the_cap_of_triggers(
         assert (await _create(capped, tenant, name="after")).status_code == 201
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://169.254.169.254/latest/meta-data",  # cloud metadata
-        "http://[fe80::1]/hook",
-        "http://[::ffff:169.254.169.254]/hook",
-        "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of the metadata address
-        "http://[2002:a9fe:a9fe::1]/hook",  # 6to4 of it
-        "http://[::169.254.169.254]/hook",  # IPv4-compatible
-        "http://0.0.0.0/hook",
-        "http://224.0.0.1/hook",
-    ],
-)
+SPECIAL_URLS = [
+    "http://169.254.169.254/latest/meta-data",  # cloud metadata
+    "http://[fe80::1]/hook",
+    "http://[::ffff:169.254.169.254]/hook",
+    "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of the metadata address
+    "http://[2002:a9fe:a9fe::1]/hook",  # 6to4 of it
+    "http://[::169.254.169.254]/hook",  # IPv4-compatible
+    "http://0.0.0.0/hook",
+    "http://224.0.0.1/hook",
+]
+
+
 async def test_link_local_and_special_addresses_are_refused_even_when_private_is_allowed(
-    gateway: httpx.AsyncClient, tenant: Tenant, url: str
+    gateway: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    response = await _create(gateway, tenant, webhook_url=url)  # allow_private_webhooks=true
-    assert response.status_code == 400, response.text
-    assert response.json()["error"] == "webhook_url_refused"
-    assert "is not a public address" in response.json()["detail"]
+    # One test over every URL: a test's fresh database and topics cost seconds each.
+    for url in SPECIAL_URLS:
+        response = await _create(gateway, tenant, webhook_url=url)  # private allowed here
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["error"] == "webhook_url_refused"
+        assert "is not a public address" in response.json()["detail"]
 
 
 async def test_a_refusal_does_not_say_what_the_host_resolved_to(
