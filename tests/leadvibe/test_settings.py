@@ -34,3 +34,18 @@ def test_secrets_stay_out_of_the_repr() -> None:
     assert "s3cret" not in repr(settings)
     assert "hush" not in repr(settings)
     assert settings.database_url_redacted == "postgresql://u:***@h/db"
+
+
+def test_trigger_cap_and_secret_rollover() -> None:
+    defaults = Settings.from_env(BASE)
+    assert (defaults.max_triggers_per_unit, defaults.webhook_secret_rollover) == (100, 86400)
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "LEADVIBE_MAX_TRIGGERS_PER_UNIT": "5",
+            "LEADVIBE_WEBHOOK_SECRET_ROLLOVER": "3600",
+        }
+    )
+    assert (settings.max_triggers_per_unit, settings.webhook_secret_rollover) == (5, 3600)
+    with pytest.raises(SettingsError, match="LEADVIBE_MAX_TRIGGERS_PER_UNIT"):
+        Settings.from_env({**BASE, "LEADVIBE_MAX_TRIGGERS_PER_UNIT": "0"})
