@@ -7,6 +7,11 @@ PUT    /triggers/{id}            replace its settings (same body as POST)
 DELETE /triggers/{id}            delete it, its firings, and their pending deliveries; 204
 GET    /triggers/{id}/firings    its firings, newest first, with every delivery attempt
                                  (status, lead_id, page, limit)
+POST   /triggers/{id}/secret/rotate     a new signing secret (shown once); the previous one
+                                        signs too until the rollover window ends
+DELETE /triggers/{id}/secret/previous   stop signing with the previous secret now; 204
+
+A unit has at most ``LEADVIBE_MAX_TRIGGERS_PER_UNIT`` triggers (409 ``trigger_limit``).
 
 A trigger body is ``{"name", "score_threshold": int, "event_type"?: str|null,
 "fire_mode": "once"|"always", "webhook_url", "active"?: bool (default true)}``; an
@@ -22,6 +27,7 @@ to its current URL. Deleting it also deletes its firings and cancels their deliv
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +45,8 @@ from ingest_gateway.responses import JSON
 from ingest_gateway.state import state_of
 from schemas.ids import sortable_id
 from trigger_service.webhooks import RefusedDestination, check_url, signing_secret
+
+log = logging.getLogger(__name__)
 
 FIRE_MODES = ("once", "always")
 NAME_LIMIT = 200
@@ -99,7 +107,9 @@ async def _checked_spec(request: Request) -> TriggerSpec:
 
 
 _COLUMNS = """trigger_id, name, score_threshold, event_type, fire_mode, webhook_url, active,
-    created_at, updated_at"""
+    created_at, updated_at, secret_version,
+    CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END
+        AS previous_secret_expires_at"""
 
 
 def _trigger(row: asyncpg.Record) -> dict[str, Any]:
@@ -113,6 +123,7 @@ def _trigger(row: asyncpg.Record) -> dict[str, Any]:
         "active": row["active"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
+        "previous_secret_expires_at": row["previous_secret_expires_at"],
     }
 
 
@@ -129,25 +140,42 @@ async def create_trigger(request: Request) -> Response:
             "Webhook signing is not configured on this server (LEADVIBE_WEBHOOK_SECRET)."
         )
     spec = await _checked_spec(request)
+    cap = state.settings.max_triggers_per_unit
     try:
-        row = await state.pool.fetchrow(
-            f"""INSERT INTO triggers (trigger_id, unit_id, name, score_threshold, event_type,
-                    fire_mode, webhook_url, active)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                RETURNING {_COLUMNS}""",
-            sortable_id("trg_"),
-            principal.unit_id,
-            spec.name,
-            spec.score_threshold,
-            spec.event_type,
-            spec.fire_mode,
-            spec.webhook_url,
-            spec.active,
-        )
+        async with state.pool.acquire() as conn, conn.transaction():
+            # Creations in one unit take turns (the lock leaves foreign-key checks alone),
+            # so that two at once cannot both pass the cap; the count is a statement of
+            # its own, to see the triggers committed while this one waited.
+            await conn.execute(
+                "SELECT FROM org_units WHERE unit_id = $1 FOR NO KEY UPDATE", principal.unit_id
+            )
+            count = await conn.fetchval(
+                "SELECT count(*) FROM triggers WHERE unit_id = $1", principal.unit_id
+            )
+            if count >= cap:
+                raise Conflict(
+                    f"This unit has {count} triggers, the most it may have "
+                    f"(LEADVIBE_MAX_TRIGGERS_PER_UNIT={cap}); delete one before creating another.",
+                    code="trigger_limit",
+                )
+            row = await conn.fetchrow(
+                f"""INSERT INTO triggers (trigger_id, unit_id, name, score_threshold,
+                        event_type, fire_mode, webhook_url, active)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    RETURNING {_COLUMNS}""",
+                sortable_id("trg_"),
+                principal.unit_id,
+                spec.name,
+                spec.score_threshold,
+                spec.event_type,
+                spec.fire_mode,
+                spec.webhook_url,
+                spec.active,
+            )
     except asyncpg.UniqueViolationError:
         raise _name_taken(spec) from None
     assert row is not None
-    secret = signing_secret(state.settings.webhook_secret, row["trigger_id"])
+    secret = signing_secret(state.settings.webhook_secret, row["trigger_id"], row["secret_version"])
     headers = {"Location": f"/triggers/{row['trigger_id']}"}
     return JSON({**_trigger(row), "signing_secret": secret}, status_code=201, headers=headers)
 
@@ -226,6 +254,56 @@ async def delete_trigger(request: Request) -> Response:
             principal.unit_id,
             trigger_id,
         )
+    return Response(status_code=204)
+
+
+async def rotate_secret(request: Request) -> Response:
+    """POST /triggers/{id}/secret/rotate: 200 with the new ``signing_secret`` (shown once).
+
+    Deliveries are signed with the new and the previous secret until
+    ``previous_secret_expires_at`` (``LEADVIBE_WEBHOOK_SECRET_ROLLOVER`` seconds from
+    now); a secret rotated out before is dropped at once, so at most two ever sign.
+    """
+    principal = await require_principal(request)
+    state = state_of(request)
+    if not state.settings.webhook_secret:
+        raise ServiceUnavailable(
+            "Webhook signing is not configured on this server (LEADVIBE_WEBHOOK_SECRET)."
+        )
+    trigger_id = request.path_params["trigger_id"]
+    row = await state.pool.fetchrow(
+        f"""UPDATE triggers
+            SET secret_version = secret_version + 1,
+                previous_secret_version = secret_version,
+                previous_secret_expires_at = now() + make_interval(secs => $3),
+                updated_at = now()
+            WHERE unit_id = $1 AND trigger_id = $2
+            RETURNING {_COLUMNS}""",
+        principal.unit_id,
+        trigger_id,
+        float(state.settings.webhook_secret_rollover),
+    )
+    if row is None:
+        raise _not_found(trigger_id)
+    log.info("trigger %s: signing secret rotated to version %d", trigger_id, row["secret_version"])
+    secret = signing_secret(state.settings.webhook_secret, trigger_id, row["secret_version"])
+    return JSON({**_trigger(row), "signing_secret": secret})
+
+
+async def revoke_previous_secret(request: Request) -> Response:
+    """DELETE /triggers/{id}/secret/previous: 204; only the current secret signs from now."""
+    principal = await require_principal(request)
+    trigger_id = request.path_params["trigger_id"]
+    status = await state_of(request).pool.execute(
+        """UPDATE triggers
+           SET previous_secret_version = NULL, previous_secret_expires_at = NULL,
+               updated_at = now()
+           WHERE unit_id = $1 AND trigger_id = $2""",
+        principal.unit_id,
+        trigger_id,
+    )
+    if status != "UPDATE 1":
+        raise _not_found(trigger_id)
     return Response(status_code=204)
 
 
@@ -316,4 +394,6 @@ ROUTES: list[Route] = [
     Route("/triggers/{trigger_id}", replace_trigger, methods=["PUT"]),
     Route("/triggers/{trigger_id}", delete_trigger, methods=["DELETE"]),
     Route("/triggers/{trigger_id}/firings", list_firings, methods=["GET"]),
+    Route("/triggers/{trigger_id}/secret/rotate", rotate_secret, methods=["POST"]),
+    Route("/triggers/{trigger_id}/secret/previous", revoke_previous_secret, methods=["DELETE"]),
 ]

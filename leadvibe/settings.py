@@ -37,7 +37,7 @@ class Settings:
     webhook_secret: str = field(default="", repr=False)
     """HMAC key for webhook signatures."""
     allow_private_webhooks: bool = False
-    """Allow webhook URLs on loopback or private addresses (local runs and tests)."""
+    """Allow webhook URLs on loopback or RFC 1918 addresses (local runs and tests)."""
     health_port: int | None = None
     """LEADVIBE_HEALTH_PORT: where a consumer process serves ``GET /health`` on 127.0.0.1
     (unset: it serves none)."""
@@ -47,6 +47,10 @@ class Settings:
     """Replicas that must have a record before an acks=all send succeeds (production: 2)."""
     gateway_instance: str = ""
     """This gateway's name among several (host:port by default); see docs/api.md."""
+    max_triggers_per_unit: int = 100
+    """The most triggers a unit may have (LEADVIBE_MAX_TRIGGERS_PER_UNIT)."""
+    webhook_secret_rollover: int = 86400
+    """Seconds a rotated-out signing secret keeps signing (LEADVIBE_WEBHOOK_SECRET_ROLLOVER)."""
 
     @property
     def database_url_redacted(self) -> str:
@@ -102,4 +106,6 @@ class Settings:
             min_insync_replicas=min_insync_replicas,
             gateway_instance=env.get("LEADVIBE_GATEWAY_INSTANCE", "").strip()
             or f"{socket.gethostname()}:{env.get('LEADVIBE_PORT', '').strip() or '8000'}",
+            max_triggers_per_unit=integer("LEADVIBE_MAX_TRIGGERS_PER_UNIT", 100),
+            webhook_secret_rollover=integer("LEADVIBE_WEBHOOK_SECRET_ROLLOVER", 86400),
         )

@@ -2,11 +2,13 @@
 
 Runs beside the consume loop, never inside its transaction: the consumer only records a
 firing as pending (and NOTIFYs on commit); this worker claims due firings, posts them
-concurrently, and logs every attempt. A slow or dead receiver holds at most
-``per_trigger`` of the ``concurrency`` slots, for at most ``timeout`` seconds each, and
-its failed firings wait out their backoff in the table, not in memory: scoring and other
-triggers' webhooks go on. A restarted service finds its pending firings where it left
-them; one that was claimed when the service died is due again when its lease ends.
+concurrently, and logs every attempt. Claims go round-robin across the units with due
+firings, and a unit holds at most ``per_unit`` of the ``concurrency`` slots (a trigger at
+most ``per_trigger``), for at most ``timeout`` seconds each: a unit whose receivers hang
+or whose backlog is huge cannot delay the webhooks of the others. Failed firings wait out
+their backoff in the table, not in memory: scoring and other triggers' webhooks go on.
+A restarted service finds its pending firings where it left them; one that was claimed
+when the service died is due again when its lease ends.
 """
 
 from __future__ import annotations
@@ -33,8 +35,6 @@ from trigger_service import store
 from trigger_service.store import AttemptResult, Delivery, DeliveryStatus, FiringRow
 from trigger_service.webhooks import (
     ATTEMPT_HEADER,
-    FIRING_ID_HEADER,
-    SIGNATURE_HEADER,
     USER_AGENT,
     EventRef,
     LeadRef,
@@ -43,9 +43,10 @@ from trigger_service.webhooks import (
     WebhookBody,
     checked_addresses,
     encode_body,
+    legacy_signing_secret,
     resolve,
-    signature,
     signing_secret,
+    webhook_headers,
 )
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,12 @@ class DeliveryPolicy:
     backoff_max: float = 3600.0
     concurrency: int = 32
     """Attempts in flight at once, in all."""
-    per_trigger: int = 4
-    """Attempts in flight at once for one trigger, so one slow receiver cannot take all."""
+    per_unit: int = 4
+    """Attempts in flight at once for one unit, so one tenant cannot take all (free slots
+    go round-robin across units, the least busy first)."""
+    per_trigger: int = 2
+    """Attempts in flight at once for one trigger, so one slow receiver cannot take all of
+    its unit's (a unit's triggers take turns the same way)."""
     idle_poll: float = 2.0
     """Longest sleep between looks at the queue when nothing wakes the worker."""
 
@@ -119,6 +124,7 @@ class DeliveryPolicy:
             backoff_max=number("LEADVIBE_WEBHOOK_RETRY_MAX", default.backoff_max),
             concurrency=number("LEADVIBE_WEBHOOK_CONCURRENCY", default.concurrency, whole=True),
             per_trigger=number("LEADVIBE_WEBHOOK_PER_TRIGGER", default.per_trigger, whole=True),
+            per_unit=number("LEADVIBE_WEBHOOK_PER_UNIT", default.per_unit, whole=True),
         )
 
 
@@ -157,7 +163,7 @@ class _CheckedBackend(AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> AsyncNetworkStream:
         addresses = await resolve(host, port, timeout=timeout or 10.0)
-        address = checked_addresses(addresses, allow_private=self._allow_private)[0]
+        address = checked_addresses(addresses, allow_private=self._allow_private, host=host)[0]
         # TLS still verifies and sends the host name: httpcore passes it to start_tls.
         stream: AsyncNetworkStream = await self._inner.connect_tcp(
             address,
@@ -229,6 +235,8 @@ class Deliverer:
         self._running: dict[asyncio.Task[AttemptResult], Delivery] = {}
         self._results: list[AttemptResult] = []
         self._wake = asyncio.Event()
+        self._last_unit = ""
+        """The unit the last claim served last: units take turns from the one after it."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set, then let the attempts in flight finish."""
@@ -264,14 +272,21 @@ class Deliverer:
 
     async def _claim(self, room: int) -> int:
         in_flight = Counter(d.firing.trigger_id for d in self._running.values())
+        unit_in_flight = Counter(d.firing.unit_id for d in self._running.values())
         async with self.pool.acquire() as conn:
-            deliveries = await store.claim_due(
+            claimed = await store.claim(
                 conn,
                 limit=room,
                 per_trigger=self.policy.per_trigger,
                 in_flight=in_flight,
                 lease_seconds=self.policy.lease,
+                per_unit=self.policy.per_unit,
+                unit_in_flight=unit_in_flight,
+                after_unit=self._last_unit,
             )
+        deliveries = claimed.deliveries
+        if claimed.last_unit is not None:
+            self._last_unit = claimed.last_unit  # the next claim starts with the unit after
         for delivery in deliveries:
             task = asyncio.create_task(self._attempt(delivery))
             self._running[task] = delivery
@@ -340,17 +355,31 @@ class Deliverer:
         with suppress(*_DB_ERRORS):
             await store.release(self.pool, abandoned)
 
+    def signing_headers(self, delivery: Delivery, body: bytes, timestamp: float) -> dict[str, str]:
+        """Standard Webhooks headers signed with each of the trigger's active secrets."""
+        trigger_id = delivery.firing.trigger_id
+        return webhook_headers(
+            msg_id=delivery.firing.firing_id,
+            timestamp=timestamp,
+            body=body,
+            secrets=[
+                signing_secret(self.service_key, trigger_id, v) for v in delivery.secret_versions
+            ],
+            legacy_secret=legacy_signing_secret(self.service_key, trigger_id)
+            if delivery.legacy_signature
+            else None,
+        )
+
     async def _attempt(self, delivery: Delivery) -> AttemptResult:
         """POST the firing once; what happened, and what the firing's status becomes."""
         firing = delivery.firing
         body = encode_body(webhook_body(firing))
+        started_at = datetime.now(UTC)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature(signing_secret(self.service_key, firing.trigger_id), body),
-            FIRING_ID_HEADER: firing.firing_id,
+            **self.signing_headers(delivery, body, started_at.timestamp()),
             ATTEMPT_HEADER: str(delivery.attempt),
         }
-        started_at = datetime.now(UTC)
         started = time.monotonic()
         status_code: int | None = None
         error: str | None = None

@@ -42,11 +42,17 @@ class FiringRow(NamedTuple):
 
 
 class Delivery(NamedTuple):
-    """A claimed firing: what to send, where, and which attempt this is."""
+    """A claimed firing: what to send, where, which attempt this is, and how to sign it."""
 
     firing: FiringRow
     attempt: int
     webhook_url: str
+    secret_versions: tuple[int, ...] = (0,)
+    """The trigger's active signing secrets: the current one, then the previous one during
+    a rollover."""
+    legacy_signature: bool = False
+    """Also sign the old way (``X-LeadVibe-Signature``): a trigger made before migration
+    0006 whose version-0 secret is still active."""
 
 
 class AttemptResult(NamedTuple):
@@ -142,6 +148,12 @@ def _firing(row: asyncpg.Record) -> FiringRow:
     return FiringRow(*(row[name] for name in FiringRow._fields))
 
 
+class Claim(NamedTuple):
+    deliveries: list[Delivery]
+    last_unit: str | None
+    """The unit served last, in turn order: the next claim's ``after_unit``."""
+
+
 async def claim_due(
     conn: Connection,
     *,
@@ -149,57 +161,159 @@ async def claim_due(
     per_trigger: int,
     in_flight: Mapping[str, int],
     lease_seconds: float,
+    per_unit: int | None = None,
+    unit_in_flight: Mapping[str, int] | None = None,
+    after_unit: str = "",
 ) -> list[Delivery]:
-    """Claim up to ``limit`` due firings, at most ``per_trigger`` in flight per trigger.
+    """Claim up to ``limit`` due firings, taking turns across units; see :func:`claim`."""
+    claimed = await claim(
+        conn,
+        limit=limit,
+        per_trigger=per_trigger,
+        in_flight=in_flight,
+        lease_seconds=lease_seconds,
+        per_unit=per_unit,
+        unit_in_flight=unit_in_flight,
+        after_unit=after_unit,
+    )
+    return claimed.deliveries
 
-    ``in_flight`` counts the deliveries of each trigger this worker has running, so that a
-    slow receiver's backlog never takes the slots of other triggers. A claim moves the
-    firing's next attempt ``lease_seconds`` ahead: if the worker dies before recording the
-    attempt, the firing comes due again then.
+
+async def claim(
+    conn: Connection,
+    *,
+    limit: int,
+    per_trigger: int,
+    in_flight: Mapping[str, int],
+    lease_seconds: float,
+    per_unit: int | None = None,
+    unit_in_flight: Mapping[str, int] | None = None,
+    after_unit: str = "",
+) -> Claim:
+    """Claim up to ``limit`` due firings, round-robin across the units that have some.
+
+    Units take turns in the order of their ids, from the one after ``after_unit`` (the
+    ``last_unit`` of the claim before), wrapping around: a claim walks at most a bounded
+    number of units that have pending firings (one index probe each, however many
+    firings one of them has queued), so its cost does not grow with the queue. Each unit
+    walked gives the oldest due firings of each of its triggers, at most ``per_unit`` in
+    flight in all and ``per_trigger`` per trigger (``unit_in_flight`` and ``in_flight``
+    count what this worker has running), the least busy triggers first; the claim takes every
+    walked unit's first firing, then every unit's second, and so on. So one unit's
+    backlog or hanging receivers never take the slots of the others. A claim moves the
+    firing's next attempt ``lease_seconds`` ahead: if the worker dies before recording
+    the attempt, the firing comes due again then.
     """
+    unit_cap = per_unit if per_unit is not None else limit
+    units_busy = unit_in_flight or {}
     rows = await conn.fetch(
-        f"""WITH busy AS (
+        f"""WITH RECURSIVE busy AS (
                 SELECT * FROM unnest($3::text[], $4::int[]) AS b (trigger_id, running)
-            ), due AS (
-                -- The oldest due firings of the triggers with a free slot: bounded work
-                -- however long the queue; a trigger that fills up is left out next time.
-                SELECT firing_id, trigger_id, next_attempt_at
-                FROM trigger_firings f
-                WHERE delivery_status = 'pending' AND next_attempt_at <= now()
-                  AND NOT EXISTS (SELECT 1 FROM busy b
-                                  WHERE b.trigger_id = f.trigger_id AND b.running >= $2)
-                ORDER BY next_attempt_at
-                LIMIT $6
+            ), unit_busy AS (
+                SELECT * FROM unnest($6::text[], $7::int[]) AS b (unit_id, running)
+            ), after_cursor AS (
+                -- The units with pending firings after the cursor, by a skip scan that
+                -- runs only as far as the walk below reads it.
+                (SELECT unit_id FROM trigger_firings
+                 WHERE delivery_status = 'pending' AND unit_id > $9
+                 ORDER BY unit_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT f.unit_id FROM trigger_firings f
+                        WHERE f.delivery_status = 'pending' AND f.unit_id > a.unit_id
+                        ORDER BY f.unit_id LIMIT 1)
+                FROM after_cursor a WHERE a.unit_id IS NOT NULL
+            ), up_to_cursor AS (
+                -- Then, wrapping around, those from the first up to the cursor.
+                (SELECT unit_id FROM trigger_firings
+                 WHERE delivery_status = 'pending' AND unit_id <= $9
+                 ORDER BY unit_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT f.unit_id FROM trigger_firings f
+                        WHERE f.delivery_status = 'pending' AND f.unit_id > b.unit_id
+                          AND f.unit_id <= $9
+                        ORDER BY f.unit_id LIMIT 1)
+                FROM up_to_cursor b WHERE b.unit_id IS NOT NULL
+            ), walk AS (
+                SELECT w.unit_id, row_number() OVER (ORDER BY w.unit_id <= $9, w.unit_id) AS turn
+                FROM ((SELECT unit_id FROM after_cursor WHERE unit_id IS NOT NULL LIMIT $10)
+                      UNION ALL
+                      (SELECT unit_id FROM up_to_cursor WHERE unit_id IS NOT NULL LIMIT $10))
+                     AS w
+            ), trigger_room AS (
+                -- Each unit walked that has a free slot: the oldest due firings of each of
+                -- its triggers with a free slot (a unit has few: LEADVIBE_MAX_TRIGGERS_PER_UNIT),
+                -- so that a trigger's backlog never hides the unit's other triggers.
+                -- trigger_load: what the trigger would have in flight with this one too.
+                SELECT d.firing_id, w.unit_id, d.next_attempt_at, w.turn,
+                       coalesce(ub.running, 0) AS unit_running,
+                       d.n + coalesce(b.running, 0) AS trigger_load
+                FROM walk w
+                LEFT JOIN unit_busy ub ON ub.unit_id = w.unit_id
+                JOIN triggers t ON t.unit_id = w.unit_id
+                LEFT JOIN busy b ON b.trigger_id = t.trigger_id
+                CROSS JOIN LATERAL (
+                    SELECT f.firing_id, f.next_attempt_at,
+                           row_number() OVER (ORDER BY f.next_attempt_at) AS n
+                    FROM trigger_firings f
+                    WHERE f.unit_id = w.unit_id AND f.trigger_id = t.trigger_id
+                      AND f.delivery_status = 'pending' AND f.next_attempt_at <= now()
+                    ORDER BY f.next_attempt_at
+                    LIMIT greatest($2 - coalesce(b.running, 0), 0)) AS d
+                WHERE w.turn <= $10 AND coalesce(ub.running, 0) < $8
+                  AND coalesce(b.running, 0) < $2
             ), candidates AS (
-                SELECT d.firing_id
-                FROM (SELECT *, row_number() OVER (PARTITION BY trigger_id
-                                                   ORDER BY next_attempt_at, firing_id) AS n
-                      FROM due) AS d
-                LEFT JOIN busy b ON b.trigger_id = d.trigger_id
-                WHERE d.n <= $2 - coalesce(b.running, 0)
-                ORDER BY d.next_attempt_at, d.firing_id
+                SELECT d.firing_id, d.turn
+                FROM (SELECT *, row_number() OVER (PARTITION BY unit_id
+                                                   ORDER BY trigger_load, next_attempt_at,
+                                                            firing_id) AS n
+                      FROM trigger_room) AS d
+                WHERE d.n <= $8 - d.unit_running
+                ORDER BY d.n + d.unit_running, d.turn
                 LIMIT $1
             ), picked AS (
-                SELECT f.firing_id
-                FROM trigger_firings f
-                WHERE f.firing_id = ANY(ARRAY(SELECT firing_id FROM candidates))
-                  AND f.delivery_status = 'pending' AND f.next_attempt_at <= now()
-                FOR UPDATE SKIP LOCKED
+                SELECT f.firing_id, c.turn
+                FROM trigger_firings f JOIN candidates c ON c.firing_id = f.firing_id
+                WHERE f.delivery_status = 'pending' AND f.next_attempt_at <= now()
+                FOR UPDATE OF f SKIP LOCKED
             )
             UPDATE trigger_firings f
             SET next_attempt_at = now() + make_interval(secs => $5)
             FROM picked, triggers t
             WHERE f.firing_id = picked.firing_id
               AND t.trigger_id = f.trigger_id AND t.unit_id = f.unit_id
-            RETURNING {_FIRING_COLUMNS}, f.attempts + 1 AS attempt, t.webhook_url""",
+            RETURNING {_FIRING_COLUMNS}, f.attempts + 1 AS attempt, t.webhook_url,
+                      t.secret_version,
+                      CASE WHEN t.previous_secret_expires_at > now()
+                           THEN t.previous_secret_version END AS previous_secret_version,
+                      t.legacy_signature, picked.turn""",
         limit,
         per_trigger,
         list(in_flight),
         list(in_flight.values()),
         lease_seconds,
-        max(1000, 20 * limit),
+        list(units_busy),
+        list(units_busy.values()),
+        unit_cap,
+        after_unit,
+        # Units walked: enough to fill the free slots two units a slot, and some more
+        # when most of them are full.
+        max(2 * limit, 16),
     )
-    return [Delivery(_firing(r), r["attempt"], r["webhook_url"]) for r in rows]
+    last = max(rows, key=lambda r: r["turn"], default=None)
+    return Claim([_delivery(r) for r in rows], last["unit_id"] if last else None)
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    versions: tuple[int, ...] = (row["secret_version"],)
+    if row["previous_secret_version"] is not None:
+        versions += (row["previous_secret_version"],)
+    return Delivery(
+        _firing(row),
+        row["attempt"],
+        row["webhook_url"],
+        secret_versions=versions,
+        legacy_signature=row["legacy_signature"] and 0 in versions,
+    )
 
 
 async def record_attempts(conn: Connection, results: Sequence[AttemptResult]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -247,3 +248,93 @@ async def test_firings_list_newest_first_with_attempts_and_pages(
     assert bad.json()["error"] == "invalid_query"
     delivered = await gateway.get(path, params={"status": "delivered"}, headers=tenant.headers)
     assert delivered.json()["firings"] == []
+
+
+async def test_rotating_the_secret_shows_a_new_one_and_keeps_the_old_for_a_while(
+    settings: Settings, gateway: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    created = (await _create(gateway, tenant)).json()
+    trigger_id = created["id"]
+    assert created["previous_secret_expires_at"] is None
+    path = f"/triggers/{trigger_id}/secret"
+
+    before = datetime.now(UTC)
+    rotated = await gateway.post(f"{path}/rotate", headers=tenant.headers)
+    assert rotated.status_code == 200, rotated.text
+    body = rotated.json()
+    assert body["id"] == trigger_id
+    assert body["signing_secret"] == signing_secret(settings.webhook_secret, trigger_id, 1)
+    assert body["signing_secret"] != created["signing_secret"]
+    ends = datetime.fromisoformat(body["previous_secret_expires_at"])
+    window = timedelta(seconds=settings.webhook_secret_rollover)
+    assert before + window <= ends <= datetime.now(UTC) + window
+    fetched = (await gateway.get(f"/triggers/{trigger_id}", headers=tenant.headers)).json()
+    assert fetched["previous_secret_expires_at"] == body["previous_secret_expires_at"]
+    assert "signing_secret" not in fetched
+
+    again = (await gateway.post(f"{path}/rotate", headers=tenant.headers)).json()
+    assert again["signing_secret"] == signing_secret(settings.webhook_secret, trigger_id, 2)
+
+    revoked = await gateway.delete(f"{path}/previous", headers=tenant.headers)
+    assert revoked.status_code == 204
+    fetched = (await gateway.get(f"/triggers/{trigger_id}", headers=tenant.headers)).json()
+    assert fetched["previous_secret_expires_at"] is None
+
+    other = await make_tenant(pool, "globex", "sales")
+    assert (await gateway.post(f"{path}/rotate", headers=other.headers)).status_code == 404
+    assert (await gateway.delete(f"{path}/previous", headers=other.headers)).status_code == 404
+    missing = await gateway.post("/triggers/trg_nope/secret/rotate", headers=tenant.headers)
+    assert missing.status_code == 404
+
+
+async def test_a_unit_has_at_most_the_cap_of_triggers(
+    settings: Settings, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    async with gateway_client(replace(settings, max_triggers_per_unit=3)) as capped:
+        responses = await asyncio.gather(*(_create(capped, tenant, name=f"t{n}") for n in range(5)))
+        assert sorted(r.status_code for r in responses) == [201, 201, 201, 409, 409]
+        refused = next(r for r in responses if r.status_code == 409).json()
+        assert refused["error"] == "trigger_limit"
+        assert "LEADVIBE_MAX_TRIGGERS_PER_UNIT=3" in refused["detail"]
+        assert "delete one" in refused["detail"]
+        other = await make_tenant(pool, "globex", "sales")
+        assert (await _create(capped, other)).status_code == 201  # the cap is per unit
+        listed = (await capped.get("/triggers", headers=tenant.headers)).json()["triggers"]
+        await capped.delete(f"/triggers/{listed[0]['id']}", headers=tenant.headers)
+        assert (await _create(capped, tenant, name="after")).status_code == 201
+
+
+SPECIAL_URLS = [
+    "http://169.254.169.254/latest/meta-data",  # cloud metadata
+    "http://[fe80::1]/hook",
+    "http://[::ffff:169.254.169.254]/hook",
+    "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of the metadata address
+    "http://[2002:a9fe:a9fe::1]/hook",  # 6to4 of it
+    "http://[::169.254.169.254]/hook",  # IPv4-compatible
+    "http://0.0.0.0/hook",
+    "http://224.0.0.1/hook",
+]
+
+
+async def test_link_local_and_special_addresses_are_refused_even_when_private_is_allowed(
+    gateway: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    # One test over every URL: a test's fresh database and topics cost seconds each.
+    for url in SPECIAL_URLS:
+        response = await _create(gateway, tenant, webhook_url=url)  # private allowed here
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["error"] == "webhook_url_refused"
+        assert "is not a public address" in response.json()["detail"]
+
+
+async def test_a_refusal_does_not_say_what_the_host_resolved_to(
+    settings: Settings, tenant: Tenant
+) -> None:
+    async with gateway_client(replace(settings, allow_private_webhooks=False)) as strict:
+        response = await _create(strict, tenant, webhook_url="http://localhost:8080/hook")
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail == (
+        "webhook_url: host 'localhost' is not a public address; "
+        "webhooks go to public addresses only."
+    )

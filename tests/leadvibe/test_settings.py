@@ -56,3 +56,18 @@ def test_the_gateway_instance_defaults_to_host_and_port() -> None:
     assert Settings.from_env({**BASE, "LEADVIBE_PORT": "8123"}).gateway_instance.endswith(":8123")
     named = Settings.from_env({**BASE, "LEADVIBE_GATEWAY_INSTANCE": "gw-1"})
     assert named.gateway_instance == "gw-1"
+
+
+def test_trigger_cap_and_secret_rollover() -> None:
+    defaults = Settings.from_env(BASE)
+    assert (defaults.max_triggers_per_unit, defaults.webhook_secret_rollover) == (100, 86400)
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "LEADVIBE_MAX_TRIGGERS_PER_UNIT": "5",
+            "LEADVIBE_WEBHOOK_SECRET_ROLLOVER": "3600",
+        }
+    )
+    assert (settings.max_triggers_per_unit, settings.webhook_secret_rollover) == (5, 3600)
+    with pytest.raises(SettingsError, match="LEADVIBE_MAX_TRIGGERS_PER_UNIT"):
+        Settings.from_env({**BASE, "LEADVIBE_MAX_TRIGGERS_PER_UNIT": "0"})

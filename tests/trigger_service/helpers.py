@@ -6,7 +6,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -18,8 +18,10 @@ from schemas import ScoredEvent, encode
 from tests.conftest import TEST_DELIVERY_POLICY, Tenant
 from tests.trigger_service.receiver import Receiver
 from tests.waiting import wait_for
+from trigger_service import store
 from trigger_service.delivery import DeliveryPolicy
-from trigger_service.service import GROUP, run
+from trigger_service.service import GROUP, firing_id, run
+from trigger_service.store import FiringRow
 
 JUNE = datetime(2025, 6, 15, 10, 30, tzinfo=UTC)
 _event_ids = itertools.count(1)
@@ -156,3 +158,46 @@ async def running(
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
+
+
+async def add_trigger(
+    pool: asyncpg.Pool | asyncpg.Connection, unit_id: str, url: str, name: str
+) -> str:
+    """A trigger written straight into its table (the API's checks are not under test)."""
+    trigger_id = f"trg_{unit_id}_{name}"
+    await pool.execute(
+        """INSERT INTO triggers (trigger_id, unit_id, name, score_threshold, fire_mode,
+               webhook_url)
+           VALUES ($1, $2, $3, 50, 'always', $4)""",
+        trigger_id,
+        unit_id,
+        name,
+        url,
+    )
+    return trigger_id
+
+
+async def add_firings(
+    pool: asyncpg.Pool, unit_id: str, trigger_id: str, count: int, *, first_due: datetime
+) -> list[str]:
+    """``count`` pending firings of the trigger, due a millisecond apart from ``first_due``."""
+    rows = [
+        FiringRow(
+            firing_id=firing_id(trigger_id, f"ev{n}"),
+            unit_id=unit_id,
+            trigger_id=trigger_id,
+            lead_id=f"ld_{n}",
+            event_id=f"ev{n}",
+            event_type="page_view",
+            occurred_at=first_due,
+            score_threshold=50,
+            score_before=0,
+            score_after=60,
+            once=False,
+            fired_at=first_due + timedelta(milliseconds=n),
+        )
+        for n in range(count)
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        await store.insert_firings(conn, rows)
+    return [r.firing_id for r in rows]

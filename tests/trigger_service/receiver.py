@@ -2,14 +2,17 @@
 
 A uvicorn server on 127.0.0.1 and a port the system picks. It records every request it
 gets (headers and body), and answers as the test tells it: 200, or a failure for the
-first few attempts of each firing, or slowly.
+first few attempts of each firing, or slowly. Signatures are checked as a receiver would,
+with the ``standardwebhooks`` library.
+
+And a tarpit: a server that accepts connections and reads requests but never answers,
+until the test leaves it (at most a minute), for the tests of fair delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,13 +21,15 @@ from typing import Any
 
 import msgspec
 import uvicorn
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.waiting import wait_for
-from trigger_service.webhooks import FIRING_ID_HEADER, SIGNATURE_HEADER
+from trigger_service.webhooks import ID_HEADER
 
 
 @dataclass(frozen=True)
@@ -39,11 +44,15 @@ class Received:
 
     @property
     def firing_id(self) -> str:
-        return self.headers[FIRING_ID_HEADER.lower()]
+        return self.headers[ID_HEADER]
 
     def signed_by(self, secret: str) -> bool:
-        expected = "sha256=" + hmac.new(secret.encode(), self.body, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(self.headers.get(SIGNATURE_HEADER.lower(), ""), expected)
+        """Whether the webhook verifies with ``secret``, exactly as a receiver checks it."""
+        try:
+            Webhook(secret).verify(self.body, self.headers)
+        except WebhookVerificationError:
+            return False
+        return True
 
 
 @dataclass
@@ -74,7 +83,7 @@ class Receiver:
         delay = self.delay_for.get(got.path)
         if delay:
             await asyncio.sleep(delay)
-        firing = got.headers.get(FIRING_ID_HEADER.lower(), "")
+        firing = got.headers.get(ID_HEADER, "")
         self._seen[firing] = self._seen.get(firing, 0) + 1
         if self._seen[firing] <= self.fail_first:
             return Response("not now", status_code=500)
@@ -108,3 +117,53 @@ async def running_receiver() -> AsyncIterator[Receiver]:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
         sock.close()
+
+
+@dataclass
+class Tarpit:
+    """Requests it got and connections it holds; it never answers."""
+
+    url: str = ""
+    requests: int = 0
+    holding: int = 0
+    most_held: int = 0
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
+    _writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    async def hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        self.holding += 1
+        self.most_held = max(self.most_held, self.holding)
+        try:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                await reader.readuntil(b"\r\n\r\n")
+                self.requests += 1
+                await self._release.wait()
+        finally:
+            self.holding -= 1
+            writer.close()
+
+    async def close(self) -> None:
+        """Drop every connection held, so that the attempts hanging on them end now."""
+        self._release.set()
+        for writer in self._writers:
+            writer.close()
+        await asyncio.sleep(0)  # let the handlers see it
+
+
+@asynccontextmanager
+async def running_tarpit(*, bound: float = 60.0) -> AsyncIterator[Tarpit]:
+    """A server on loopback that reads requests and never answers, until the block ends
+    (or ``bound`` seconds pass: it closes its connections then, whatever the test does)."""
+    tarpit = Tarpit()
+    server = await asyncio.start_server(tarpit.hold, "127.0.0.1", 0)
+    tarpit.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    loop = asyncio.get_running_loop()
+    deadline = loop.call_later(bound, lambda: loop.create_task(tarpit.close()))
+    try:
+        yield tarpit
+    finally:
+        deadline.cancel()
+        server.close()
+        await tarpit.close()
+        await server.wait_closed()

@@ -50,6 +50,12 @@ def test_policy_from_the_environment() -> None:
     )
     assert (policy.timeout, policy.max_attempts) == (2.5, 3)
     assert policy.backoff_base == DeliveryPolicy().backoff_base
+    fair = DeliveryPolicy.from_env(
+        {"LEADVIBE_WEBHOOK_PER_UNIT": "3", "LEADVIBE_WEBHOOK_PER_TRIGGER": "1"}
+    )
+    assert (fair.per_unit, fair.per_trigger) == (3, 1)
+    with pytest.raises(SettingsError, match="LEADVIBE_WEBHOOK_PER_UNIT must be above 0"):
+        DeliveryPolicy.from_env({"LEADVIBE_WEBHOOK_PER_UNIT": "0"})
     with pytest.raises(SettingsError, match="LEADVIBE_WEBHOOK_MAX_ATTEMPTS must be an integer"):
         DeliveryPolicy.from_env({"LEADVIBE_WEBHOOK_MAX_ATTEMPTS": "many"})
     with pytest.raises(SettingsError, match="LEADVIBE_WEBHOOK_TIMEOUT must be above 0"):

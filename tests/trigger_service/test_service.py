@@ -6,6 +6,11 @@ that the ``trigger_service`` fixture runs in process.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import time
+
 import asyncpg
 import httpx
 import pytest
@@ -25,8 +30,9 @@ from tests.trigger_service.helpers import (
     wait_consumed,
     wait_firing,
 )
-from tests.trigger_service.receiver import Receiver
+from tests.trigger_service.receiver import Received, Receiver
 from tests.waiting import wait_for
+from trigger_service.webhooks import legacy_signing_secret, signing_secret, standard_secret
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("trigger_service")]
 
@@ -49,10 +55,15 @@ async def test_a_crossing_sends_one_signed_webhook(
 
     await wait_for(lambda: received(receiver), until=lambda n: n >= 1, what="a webhook")
     [got] = receiver.received
+    # Verified as a receiver would, with the standardwebhooks library.
     assert got.signed_by(trigger["signing_secret"])
-    assert not got.signed_by("test-webhook-secret")  # the trigger's own key, not the service's
+    # The trigger's own key, not the service's nor another trigger's.
+    assert not got.signed_by("whsec_" + base64.b64encode(b"test-webhook-secret").decode())
+    assert not got.signed_by(signing_secret(settings.webhook_secret, "trg_other"))
+    assert abs(int(got.headers["webhook-timestamp"]) - time.time()) < 60
+    assert "x-leadvibe-signature" not in got.headers  # the old scheme's, for old triggers only
     body = got.json
-    assert body["id"] == got.firing_id
+    assert body["id"] == got.firing_id == got.headers["webhook-id"]
     assert body["type"] == "trigger.fired"
     assert body["unit_id"] == tenant.unit_id
     assert body["trigger"] == {"id": trigger["id"], "score_threshold": 50, "fire_mode": "once"}
@@ -291,3 +302,72 @@ async def test_deleting_a_trigger_cancels_its_pending_deliveries(
         )
         == 0
     )
+
+
+async def test_retries_keep_the_webhook_id_and_sign_a_fresh_timestamp(
+    settings: Settings, gateway: httpx.AsyncClient, tenant: Tenant, receiver: Receiver
+) -> None:
+    receiver.fail_first = 1
+    trigger = await create_trigger(gateway, tenant, receiver.url(), 50)
+    await publish_scored(settings, [scored(tenant.unit_id, "ld_1", 0, 60)])
+    await wait_for(lambda: received(receiver), until=lambda n: n >= 2, what="a retried webhook")
+    first, second = receiver.received[:2]
+    assert first.firing_id == second.firing_id  # receivers de-duplicate on webhook-id
+    assert first.body == second.body
+    assert int(second.headers["webhook-timestamp"]) >= int(first.headers["webhook-timestamp"])
+    assert (first.headers["x-leadvibe-attempt"], second.headers["x-leadvibe-attempt"]) == ("1", "2")
+    assert first.signed_by(trigger["signing_secret"])
+    assert second.signed_by(trigger["signing_secret"])
+
+
+async def test_a_rotated_secret_signs_beside_the_old_one_until_revoked(
+    settings: Settings, gateway: httpx.AsyncClient, tenant: Tenant, receiver: Receiver
+) -> None:
+    trigger = await create_trigger(gateway, tenant, receiver.url(), 50)
+    old = trigger["signing_secret"]
+    secret_path = f"/triggers/{trigger['id']}/secret"
+
+    async def cross(lead_id: str) -> Received:
+        count = len(receiver.received)
+        await publish_scored(settings, [scored(tenant.unit_id, lead_id, 0, 60)])
+        await wait_for(lambda: received(receiver), until=lambda n: n > count, what="a webhook")
+        return receiver.received[-1]
+
+    before = await cross("ld_1")
+    assert before.signed_by(old)
+    assert len(before.headers["webhook-signature"].split(" ")) == 1
+
+    rotated = await gateway.post(f"{secret_path}/rotate", headers=tenant.headers)
+    new = rotated.json()["signing_secret"]
+    during = await cross("ld_2")
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    assert during.signed_by(new)  # a receiver already on the new secret
+    assert during.signed_by(old)  # and one that has not moved yet
+
+    revoked = await gateway.delete(f"{secret_path}/previous", headers=tenant.headers)
+    assert revoked.status_code == 204
+    after = await cross("ld_3")
+    assert after.signed_by(new)
+    assert not after.signed_by(old)
+
+
+async def test_a_trigger_made_before_0006_also_gets_the_old_header(
+    settings: Settings,
+    gateway: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    pool: asyncpg.Pool,
+) -> None:
+    trigger = await create_trigger(gateway, tenant, receiver.url(), 50)
+    await pool.execute(
+        "UPDATE triggers SET legacy_signature = true WHERE trigger_id = $1", trigger["id"]
+    )
+    # The secret as the gateway showed it then: the same key, URL-safe and unpadded.
+    shown_then = legacy_signing_secret(settings.webhook_secret, trigger["id"])
+    await publish_scored(settings, [scored(tenant.unit_id, "ld_1", 0, 60)])
+    await wait_for(lambda: received(receiver), until=lambda n: n >= 1, what="a webhook")
+    [got] = receiver.received
+    expected = hmac.new(shown_then.encode(), got.body, hashlib.sha256).hexdigest()
+    assert got.headers["x-leadvibe-signature"] == f"sha256={expected}"  # old receivers go on
+    assert got.signed_by(standard_secret(shown_then))  # the same secret, re-encoded
+    assert standard_secret(shown_then) == trigger["signing_secret"]
