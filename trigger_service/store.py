@@ -154,31 +154,6 @@ class Claim(NamedTuple):
     """The unit served last, in turn order: the next claim's ``after_unit``."""
 
 
-async def claim_due(
-    conn: Connection,
-    *,
-    limit: int,
-    per_trigger: int,
-    in_flight: Mapping[str, int],
-    lease_seconds: float,
-    per_unit: int | None = None,
-    unit_in_flight: Mapping[str, int] | None = None,
-    after_unit: str = "",
-) -> list[Delivery]:
-    """Claim up to ``limit`` due firings, taking turns across units; see :func:`claim`."""
-    claimed = await claim(
-        conn,
-        limit=limit,
-        per_trigger=per_trigger,
-        in_flight=in_flight,
-        lease_seconds=lease_seconds,
-        per_unit=per_unit,
-        unit_in_flight=unit_in_flight,
-        after_unit=after_unit,
-    )
-    return claimed.deliveries
-
-
 async def claim(
     conn: Connection,
     *,

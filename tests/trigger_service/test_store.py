@@ -30,7 +30,7 @@ async def _claim(
     in_flight: dict[str, int] | None = None,
 ) -> list[Delivery]:
     async with pool.acquire() as conn:
-        return await store.claim_due(
+        claimed = await store.claim(
             conn,
             limit=limit,
             per_trigger=per_trigger,
@@ -39,6 +39,7 @@ async def _claim(
             per_unit=per_unit,
             unit_in_flight=unit_in_flight or {},
         )
+    return claimed.deliveries
 
 
 async def test_claims_go_round_robin_across_units(pool: asyncpg.Pool) -> None:
