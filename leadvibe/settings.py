@@ -37,6 +37,14 @@ class Settings:
     """HMAC key for webhook signatures."""
     allow_private_webhooks: bool = False
     """Allow webhook URLs on loopback or private addresses (local runs and tests)."""
+    uploads_per_unit: int = 2
+    """Imports a unit may have in progress at once (LEADVIBE_UPLOADS_PER_UNIT); 429 beyond."""
+    uploads_in_all: int = 8
+    """Imports the gateway takes at once from all units (LEADVIBE_UPLOADS_IN_ALL); 429 beyond."""
+    body_idle_timeout: float = 20.0
+    """Seconds a request body may send nothing (LEADVIBE_BODY_IDLE_SECONDS); 408 beyond."""
+    body_timeout: float = 120.0
+    """Seconds of waiting for one request body in all (LEADVIBE_BODY_SECONDS); 408 beyond."""
 
     @property
     def database_url_redacted(self) -> str:
@@ -79,4 +87,8 @@ class Settings:
             events_partitions=integer("LEADVIBE_EVENTS_PARTITIONS", 6),
             webhook_secret=env.get("LEADVIBE_WEBHOOK_SECRET", ""),
             allow_private_webhooks=boolean("LEADVIBE_ALLOW_PRIVATE_WEBHOOKS"),
+            uploads_per_unit=integer("LEADVIBE_UPLOADS_PER_UNIT", 2),
+            uploads_in_all=integer("LEADVIBE_UPLOADS_IN_ALL", 8),
+            body_idle_timeout=integer("LEADVIBE_BODY_IDLE_SECONDS", 20),
+            body_timeout=integer("LEADVIBE_BODY_SECONDS", 120),
         )
