@@ -11,7 +11,9 @@ the first record that is not blank; so with no blank lines before it, it is row 
 first data row is row 2.
 
 Whole-file problems raise :class:`FileRejected` (the gateway answers 400 and publishes
-nothing); a bad row becomes a :class:`RowError` and the rows after it go on.
+nothing; 413 for :class:`TooManyRows`); a bad row becomes a :class:`RowError` and the rows
+after it go on. The work is linear in the file's size whatever its shape, and bounded by
+the limits below (rows, line length, header size).
 """
 
 from __future__ import annotations
