@@ -11,7 +11,9 @@ the first record that is not blank; so with no blank lines before it, it is row 
 first data row is row 2.
 
 Whole-file problems raise :class:`FileRejected` (the gateway answers 400 and publishes
-nothing); a bad row becomes a :class:`RowError` and the rows after it go on.
+nothing; 413 for :class:`TooManyRows`); a bad row becomes a :class:`RowError` and the rows
+after it go on. The work is linear in the file's size whatever its shape, and bounded by
+the limits below (rows, line length, header size).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,22 +56,48 @@ Record = tuple[int, "list[str] | str"]
 """A record's row number and its fields, or why it is not valid CSV."""
 
 
+class TooManyRows(FileRejected):
+    """The file has more rows than an import takes (the gateway answers 413)."""
+
+
+ROW_LIMIT: Final = 419_430
+"""Rows one file may have, its header and blank rows included: 10 MB / 25 bytes.
+
+A row with a timestamp is at least 25 bytes (20 for the time, an identity and an event
+type of a character each, two commas and a line end), so a file at the size limit whose
+rows have timestamps is never refused; the limit bounds the work of files of tiny rows
+(10 MB of ``a,b`` rows would be 2.6 million events).
+"""
+LINE_LIMIT: Final = 1024 * 1024
+"""Characters of one line. The csv module parses a line in one call that no other thread
+can interrupt (a 10 MB line of commas is 0.5 s and ten million fields); a row's fields are
+at most 131,072 characters each, so a longer line is not a row of events."""
+
+
 class CsvRecords:
     """CSV bytes fed in chunks → the complete records among them, numbered as rows.
 
     The csv module (C, strict) parses every complete line as it arrives. When a chunk
     ends inside a quoted field, the reader reports the end of its input there, and the
-    lines of that unfinished record wait for the next chunk; a quote never closed ends in
-    the csv module's field size limit (a row error), so what waits stays small.
+    lines of that unfinished record wait. They are parsed again only once at least as much
+    text again has arrived (or the file ends): so however long a record grows, each
+    character is parsed a bounded number of times, and the work stays linear in the file's
+    size. Records come out in order all the same, some of them a chunk or two later.
+
+    More than ``max_rows`` rows (default :data:`ROW_LIMIT`) raise :class:`TooManyRows`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_rows: int | None = None) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._first = True  # no text decoded yet: a byte-order mark may come
         self._cr = False  # the last chunk ended in "\r", maybe the first half of "\r\n"
-        self._text = ""  # decoded text not parsed yet; it starts where a record starts
+        self._text = ""  # text parsed last time but not finished; it starts where a record starts
+        self._more: list[str] = []  # text decoded since, not parsed yet
+        self._more_size = 0
         self._bytes = 0  # bytes decoded so far, for error messages
         self._lines = 1  # the line the text decoded so far ends on, for error messages
+        self._line = 0  # characters of that line so far
+        self.max_rows = ROW_LIMIT if max_rows is None else max_rows
         self.rows = 0
         """Records read so far, blank ones included: the last row number given."""
 
@@ -109,39 +138,78 @@ class CsvRecords:
                 f"The file is not text: it holds a NUL byte (line {line}). Upload a CSV file; "
                 "save a spreadsheet as 'CSV UTF-8' first.",
             )
+        self._check_line_lengths(text)
         self._lines += text.count("\n")
         return text
 
+    def _check_line_lengths(self, text: str) -> None:
+        """FileRejected if a line passes LINE_LIMIT; a few str.rfind per LINE_LIMIT of text."""
+        start, carried, size = 0, self._line, len(text)
+        while True:
+            # The current line starts at ``start`` (with ``carried`` characters before this
+            # text): it must end within this window.
+            window = start + LINE_LIMIT - carried + 1
+            last = text.rfind("\n", start, min(window, size))
+            if window > size:
+                self._line = size - start + carried if last == -1 else size - last - 1
+                return
+            if last == -1:
+                line = self._lines + text.count("\n", 0, start)
+                raise FileRejected(
+                    "line_too_long",
+                    f"Line {line} of the file is over {LINE_LIMIT:,} characters: it is not a "
+                    "row of events. Upload a CSV file of events.",
+                )
+            start, carried = last + 1, 0
+
     def _parse(self, text: str, *, final: bool) -> list[Record]:
-        buf = self._text + text
+        if text:
+            self._more.append(text)
+            self._more_size += len(text)
+        if not final and ("\n" not in text or self._more_size < len(self._text)):
+            return []  # no line ended, or too little text yet to parse what waits again
+        buf = self._text + "".join(self._more)
+        self._more.clear()
+        self._more_size = 0
         end = len(buf) if final else buf.rfind("\n") + 1
         self._text = buf[end:]  # a line not ended yet
         if not end:
             return []
         lines = buf[:end]
-        reader = csv.reader(io.StringIO(lines, newline="\n"), strict=True)
+        # Lines through a generator: the thread parsing lets others run between lines.
+        reader = csv.reader((line for line in io.StringIO(lines, newline="\n")), strict=True)
         records: list[Record] = []
         row = self.rows
+        limit = self.max_rows
         done = 0  # lines of the records read so far
         while True:
             try:
                 for fields in reader:
                     row += 1
+                    if row > limit:
+                        raise self._too_many_rows()
                     records.append((row, fields))
                     done = reader.line_num
                 break
             except csv.Error as exc:
                 if not final and str(exc) == "unexpected end of data":
-                    # The last record goes on in the next chunk: its lines wait for it.
-                    self._text = (
-                        lines[_start_of_last(lines, lines.count("\n") - done) :] + self._text
-                    )
+                    # The last record goes on in the next chunks: its lines wait for them.
+                    self._text = lines[_after_lines(lines, done) :] + self._text
                     break
                 row += 1  # the reader goes on with the next line
+                if row > limit:
+                    raise self._too_many_rows() from None
                 records.append((row, _csv_problem(exc)))
                 done = reader.line_num
         self.rows = row
         return records
+
+    def _too_many_rows(self) -> TooManyRows:
+        return TooManyRows(
+            "too_many_rows",
+            f"The file has more than {self.max_rows:,} rows (the header and blank rows "
+            "count); split it into smaller files and import each.",
+        )
 
     def _not_utf8(self, data: bytes, position: int, data_offset: int) -> FileRejected:
         """The rejection of ``data`` (which starts at byte ``data_offset`` of the file)."""
@@ -155,12 +223,15 @@ class CsvRecords:
         )
 
 
-def _start_of_last(text: str, lines: int) -> int:
-    """Where the last ``lines`` lines of ``text`` (which ends with a line end) start."""
-    start = len(text)
-    for _ in range(lines):
-        start = text.rfind("\n", 0, start - 1) + 1
-    return start
+def _after_lines(text: str, lines: int) -> int:
+    """Where the text after the first ``lines`` lines of ``text`` starts.
+
+    A possessive regex walks the lines in C: for a record of two million lines, 40 ms
+    against 0.9 s for a loop of ``str.find``.
+    """
+    match = re.match(rf"(?:[^\n]*+\n){{{lines}}}+", text)
+    assert match is not None, "text has fewer lines than the reader read"
+    return match.end()
 
 
 def _csv_problem(exc: csv.Error) -> str:
@@ -174,6 +245,25 @@ def _csv_problem(exc: csv.Error) -> str:
             f"not valid CSV: a field over {csv.field_size_limit()} characters (an unclosed quote?)"
         )
     return f"not valid CSV: {message}"
+
+
+HEADER_COLUMNS_LIMIT: Final = 1000
+"""Columns the header may name (empty names included)."""
+HEADER_SIZE_LIMIT: Final = 64 * 1024
+"""Characters of the header's names, separators included. With the columns limit it bounds
+what an import keeps and answers of its ``ignored_columns``."""
+
+
+def check_header_size(row: int, names: list[str]) -> None:
+    """FileRejected (``header_too_large``) if the header passes a limit above."""
+    size = sum(map(len, names)) + len(names) - 1
+    if len(names) > HEADER_COLUMNS_LIMIT or size > HEADER_SIZE_LIMIT:
+        raise FileRejected(
+            "header_too_large",
+            f"The header (row {row}) has {len(names):,} columns and {size:,} characters; "
+            f"it may have at most {HEADER_COLUMNS_LIMIT:,} columns and "
+            f"{HEADER_SIZE_LIMIT:,} characters. Remove the columns you do not import.",
+        )
 
 
 def column_name(index: int) -> str:
@@ -293,6 +383,7 @@ class ImportRows:
             if not "".join(fields).strip():
                 continue  # a blank row: it keeps its number, and is neither event nor error
             if header is None:
+                check_header_size(row, fields)
                 header = self.header = Header.read(row, fields)
                 continue
             out.append(self._row(header, row, fields))

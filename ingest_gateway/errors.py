@@ -54,9 +54,26 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class RequestTimeout(ApiError):
+    """The client sent its body too slowly; the connection is closed after the answer."""
+
+    status = 408
+    code = "body_timeout"
+    headers: ClassVar[dict[str, str] | None] = {"Connection": "close"}
+
+
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, detail: str, *, code: str | None = None, retry_after: int = 5) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(ApiError):
@@ -72,6 +89,6 @@ async def api_error_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     body = {"error": exc.code, "detail": exc.detail, **exc.extra}
     headers = dict(exc.headers or {})
-    if isinstance(exc, ServiceUnavailable):
+    if isinstance(exc, ServiceUnavailable | TooManyRequests):
         headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(body, status_code=exc.status, headers=headers)

@@ -3,10 +3,16 @@
 An upload is parsed as it arrives (``uploads`` → ``csv_rows``), its events wait in a spool
 on disk, and only once the whole file has arrived and passed the whole-file checks are they
 published, batch by batch; 202 comes after Kafka acknowledged the last one.
+
+Parsing, checking, encoding and spooling run in a worker thread, a batch of the file at a
+time, so that the event loop goes on answering other requests meanwhile (the parser lets
+the loop run between lines). An import holds one of the gateway's upload slots
+(``upload_slots``) from before its file is read until it is answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Final
@@ -18,8 +24,8 @@ from starlette.routing import Route
 from ingest_gateway import import_store
 from ingest_gateway.auth import require_principal
 from ingest_gateway.bodies import path_text
-from ingest_gateway.csv_rows import FileRejected, ImportRows, RowError
-from ingest_gateway.errors import BadRequest, NotFound, ServiceUnavailable
+from ingest_gateway.csv_rows import FileRejected, ImportRows, RowError, TooManyRows
+from ingest_gateway.errors import BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from ingest_gateway.events import shown
 from ingest_gateway.idempotency import idempotency_key, import_event_ids, import_id_of
 from ingest_gateway.publishing import ensure_reachable, publish
@@ -34,6 +40,11 @@ log = logging.getLogger(__name__)
 
 ERROR_ROWS_SHOWN: Final = 100
 """Error rows in the 202 answer; GET /imports/{id} has up to import_store.ERROR_ROWS_KEPT."""
+
+IGNORED_COLUMNS_SHOWN: Final = 100
+"""Names of ignored columns an answer lists; ``ignored_columns_truncated`` says if more."""
+IGNORED_NAME_SHOWN: Final = 100
+"""Characters of an ignored column's name an answer shows; a longer one ends in "…"."""
 
 _FLAGS: Final = {"true": True, "1": True, "false": False, "0": False}
 
@@ -93,11 +104,17 @@ class ImportUpload:
         if name == "skip_triggers":
             self.skip_triggers.add(value, "form")
 
-    def file_data(self, data: bytes) -> None:
+    async def file_data(self, data: bytes) -> None:
+        await asyncio.to_thread(self._feed, data)
+
+    async def finish(self) -> ImportRows:
+        """The file has ended: its last rows; FileRejected if it had no header."""
+        return await asyncio.to_thread(self._finish)
+
+    def _feed(self, data: bytes) -> None:
         self._take(self._rows().feed(data))
 
-    def finish(self) -> ImportRows:
-        """The file has ended: its last rows; FileRejected if it had no header."""
+    def _finish(self) -> ImportRows:
         rows = self._rows()
         self._take(rows.close())
         return rows
@@ -124,6 +141,18 @@ class ImportUpload:
                     self.error_rows.append(item)
 
 
+def ignored_columns_shown(names: list[str]) -> dict[str, object]:
+    """``ignored_columns`` of an answer: at most IGNORED_COLUMNS_SHOWN names of at most
+    IGNORED_NAME_SHOWN characters, and ``ignored_columns_truncated: true`` if any was cut."""
+    shown = [
+        name if len(name) <= IGNORED_NAME_SHOWN else name[: IGNORED_NAME_SHOWN - 1] + "…"
+        for name in names[:IGNORED_COLUMNS_SHOWN]
+    ]
+    if len(names) > IGNORED_COLUMNS_SHOWN or any(map(str.__ne__, shown, names)):
+        return {"ignored_columns": shown, "ignored_columns_truncated": True}
+    return {"ignored_columns": shown}
+
+
 def _accepted(
     *,
     imported: int,
@@ -139,7 +168,7 @@ def _accepted(
             "errors": errors,
             "import_id": import_id,
             "error_rows": error_rows[:ERROR_ROWS_SHOWN],
-            "ignored_columns": ignored_columns,
+            **ignored_columns_shown(ignored_columns),
         },
         status_code=202,
         headers={"Idempotent-Replayed": "true"} if replayed else None,
@@ -171,6 +200,19 @@ async def post_import(request: Request) -> JSON:
         done = await import_store.find(state.pool, unit_id, import_id)
         if done is not None and done.status == "completed":
             return _replay(done)
+    with state.uploads.take(unit_id):
+        return await _import(request, state, unit_id, import_id, key, skip_triggers)
+
+
+async def _import(
+    request: Request,
+    state: GatewayState,
+    unit_id: str,
+    import_id: str,
+    key: str | None,
+    skip_triggers: SkipTriggers,
+) -> JSON:
+    """Read, check, spool and publish the file of one import, holding its upload slot."""
     await ensure_reachable(state.producer)  # before reading a file that could not be published
 
     with EventSpool() as spool:
@@ -184,7 +226,9 @@ async def post_import(request: Request) -> JSON:
         )
         try:
             await read_upload(request, upload)
-            rows = upload.finish()
+            rows = await upload.finish()
+        except TooManyRows as exc:
+            raise PayloadTooLarge(exc.detail, code=exc.code) from None
         except FileRejected as exc:
             raise BadRequest(exc.detail, code=exc.code) from None
         except ClientDisconnect:  # nobody to answer, and nothing was published
@@ -259,7 +303,7 @@ async def get_import(request: Request) -> JSON:
             "imported": record.imported,
             "errors": record.errors,
             "error_rows": record.error_rows,
-            "ignored_columns": record.ignored_columns,
+            **ignored_columns_shown(record.ignored_columns),
             "applied": record.applied,
             "last_applied_at": record.last_applied_at,
             "created_at": record.created_at,

@@ -1,9 +1,11 @@
 """Reading a multipart/form-data upload as it arrives (python-multipart's streaming parser).
 
-The file's bytes go to the sink chunk by chunk as they arrive, never gathered, and the 413
+The file's bytes go to the sink as they arrive, in batches of at least :data:`FILE_BATCH`
+bytes (so that a sink that hands each batch to a worker thread pays for the hand-over a few
+dozen times per file, however small the network's chunks), never gathered whole; the 413
 comes as soon as the file passes its limit, before the rest of the body is read. (Starlette's
 ``request.form()`` would first spool the whole file.) The form's other fields are small, and
-reach the sink whole.
+reach the sink whole. The body is read within the deadlines of :func:`bodies.body_chunks`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from ingest_gateway.bodies import body_chunks
 from ingest_gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 if TYPE_CHECKING:
@@ -26,10 +29,12 @@ FORM_LIMIT: Final = 64 * 1024
 FIELD_LIMIT: Final = 1024
 """Bytes of one form field other than the file."""
 MEGABYTES: Final = FILE_LIMIT // (1024 * 1024)
+FILE_BATCH: Final = 256 * 1024
+"""Bytes of the file gathered before they go to the sink (the last batch may be smaller)."""
 
 
 class UploadSink(Protocol):
-    def file_data(self, data: bytes) -> None:
+    async def file_data(self, data: bytes) -> None:
         """The next bytes of the file."""
 
     def field(self, name: str, value: str) -> None:
@@ -47,7 +52,8 @@ class _Form:
         self.file_size = 0
         self.form_size = 0
         self.ended = False
-        self.file_chunks: list[bytes] = []  # file bytes parsed from the current body chunk
+        self.file_chunks: list[bytes] = []  # file bytes not given to the sink yet
+        self.file_pending = 0
         self._header_name = bytearray()
         self._header_value = bytearray()
         self._disposition = b""
@@ -108,6 +114,7 @@ class _Form:
                     code="file_too_large",
                 )
             self.file_chunks.append(data[start:end])
+            self.file_pending += end - start
             return
         self.form_size += end - start
         self._field_value += data[start:end]
@@ -129,6 +136,12 @@ class _Form:
 
     def on_end(self) -> None:
         self.ended = True
+
+    def take_file_data(self) -> bytes:
+        data = b"".join(self.file_chunks)
+        self.file_chunks.clear()
+        self.file_pending = 0
+        return data
 
 
 def _boundary(request: Request) -> bytes:
@@ -155,8 +168,8 @@ async def read_upload(
 
     415 if the body is not multipart/form-data; 413 as soon as the file passes
     ``file_limit`` bytes (at once when Content-Length says the body is that large); 400 if
-    the body is not well-formed multipart, ends before its closing boundary, or has no file.
-    Errors the sink raises go through unchanged.
+    the body is not well-formed multipart, ends before its closing boundary, or has no file;
+    408 if the client sends it too slowly. Errors the sink raises go through unchanged.
     """
     boundary = _boundary(request)
     length = request.headers.get("content-length", "")
@@ -173,17 +186,17 @@ async def read_upload(
         raise BadRequest(
             f"The multipart boundary is not usable: {exc}.", code="invalid_multipart"
         ) from None
-    async for chunk in request.stream():
+    async for chunk in body_chunks(request):
         try:
             parser.write(chunk)
         except MultipartParseError as exc:
             raise BadRequest(
                 f"The body is not valid multipart/form-data: {exc}.", code="invalid_multipart"
             ) from None
-        if form.file_chunks:
-            data = b"".join(form.file_chunks)
-            form.file_chunks.clear()
-            sink.file_data(data)
+        if form.file_pending >= FILE_BATCH:
+            await sink.file_data(form.take_file_data())
+    if form.file_pending:
+        await sink.file_data(form.take_file_data())
     parser.finalize()
     if not form.ended:
         raise BadRequest(

@@ -51,6 +51,14 @@ class Settings:
     """The most triggers a unit may have (LEADVIBE_MAX_TRIGGERS_PER_UNIT)."""
     webhook_secret_rollover: int = 86400
     """Seconds a rotated-out signing secret keeps signing (LEADVIBE_WEBHOOK_SECRET_ROLLOVER)."""
+    uploads_per_unit: int = 2
+    """Imports a unit may have in progress at once (LEADVIBE_UPLOADS_PER_UNIT); 429 beyond."""
+    uploads_in_all: int = 8
+    """Imports the gateway takes at once from all units (LEADVIBE_UPLOADS_IN_ALL); 429 beyond."""
+    body_idle_timeout: float = 20.0
+    """Seconds a request body may send nothing (LEADVIBE_BODY_IDLE_SECONDS); 408 beyond."""
+    body_timeout: float = 120.0
+    """Seconds of waiting for one request body in all (LEADVIBE_BODY_SECONDS); 408 beyond."""
 
     @property
     def database_url_redacted(self) -> str:
@@ -108,4 +116,8 @@ class Settings:
             or f"{socket.gethostname()}:{env.get('LEADVIBE_PORT', '').strip() or '8000'}",
             max_triggers_per_unit=integer("LEADVIBE_MAX_TRIGGERS_PER_UNIT", 100),
             webhook_secret_rollover=integer("LEADVIBE_WEBHOOK_SECRET_ROLLOVER", 86400),
+            uploads_per_unit=integer("LEADVIBE_UPLOADS_PER_UNIT", 2),
+            uploads_in_all=integer("LEADVIBE_UPLOADS_IN_ALL", 8),
+            body_idle_timeout=integer("LEADVIBE_BODY_IDLE_SECONDS", 20),
+            body_timeout=integer("LEADVIBE_BODY_SECONDS", 120),
         )

@@ -35,3 +35,14 @@ def test_batches_can_be_read_twice_and_close_removes_the_file() -> None:
     assert file is not None
     assert file.closed
     assert list(spool.batches()) == []
+
+
+def test_frames_on_disk_are_compressed() -> None:
+    """Records of one import repeat most of their bytes: on disk they take a tenth."""
+    value = b'{"version":1,"unit_id":"ou_1","lead_id":"a","event_type":"b","source":"import"}'
+    with EventSpool(batch_size=1000) as spool:
+        for i in range(5000):
+            spool.add(b"ou_1:a", value + str(i).encode())
+        raw = 5000 * (len(b"ou_1:a") + len(value) + 4)
+        assert 0 < spool.disk_bytes < raw / 10
+        assert [r for b in spool.batches() for r in b][4999] == (b"ou_1:a", value + b"4999")

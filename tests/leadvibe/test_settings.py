@@ -71,3 +71,20 @@ def test_trigger_cap_and_secret_rollover() -> None:
     assert (settings.max_triggers_per_unit, settings.webhook_secret_rollover) == (5, 3600)
     with pytest.raises(SettingsError, match="LEADVIBE_MAX_TRIGGERS_PER_UNIT"):
         Settings.from_env({**BASE, "LEADVIBE_MAX_TRIGGERS_PER_UNIT": "0"})
+
+
+def test_the_gateways_upload_and_body_bounds() -> None:
+    defaults = Settings.from_env(BASE)
+    assert (defaults.uploads_per_unit, defaults.uploads_in_all) == (2, 8)
+    assert (defaults.body_idle_timeout, defaults.body_timeout) == (20, 120)
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "LEADVIBE_UPLOADS_PER_UNIT": "1",
+            "LEADVIBE_UPLOADS_IN_ALL": "4",
+            "LEADVIBE_BODY_IDLE_SECONDS": "5",
+            "LEADVIBE_BODY_SECONDS": "60",
+        }
+    )
+    assert (settings.uploads_per_unit, settings.uploads_in_all) == (1, 4)
+    assert (settings.body_idle_timeout, settings.body_timeout) == (5, 60)
