@@ -270,7 +270,7 @@ async def rotate_secret(request: Request) -> Response:
         raise ServiceUnavailable(
             "Webhook signing is not configured on this server (LEADVIBE_WEBHOOK_SECRET)."
         )
-    trigger_id = request.path_params["trigger_id"]
+    trigger_id = path_text(request, "trigger_id")
     row = await state.pool.fetchrow(
         f"""UPDATE triggers
             SET secret_version = secret_version + 1,
@@ -293,7 +293,7 @@ async def rotate_secret(request: Request) -> Response:
 async def revoke_previous_secret(request: Request) -> Response:
     """DELETE /triggers/{id}/secret/previous: 204; only the current secret signs from now."""
     principal = await require_principal(request)
-    trigger_id = request.path_params["trigger_id"]
+    trigger_id = path_text(request, "trigger_id")
     status = await state_of(request).pool.execute(
         """UPDATE triggers
            SET previous_secret_version = NULL, previous_secret_expires_at = NULL,
