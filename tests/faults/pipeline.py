@@ -180,7 +180,9 @@ class World:
         stopped = []
         for name in ("scorer-1", "scorer-2"):
             _, body = await self.fleet[name].health(self.client)
-            if "stopped" in str(body):
+            # {"status": ..., "checks": {"partitions": {"ok": false, "detail": "stopped: ..."}}}
+            checks = body.get("checks", {}) if isinstance(body, dict) else {}
+            if str(checks.get("partitions", {}).get("detail", "")).startswith("stopped"):
                 stopped.append(name)
         return stopped
 

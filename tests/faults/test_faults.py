@@ -77,12 +77,14 @@ async def test_faults_during_an_import_lose_nothing_double_nothing_and_stop_no_s
     started = time.monotonic()
     key = str(uuid.uuid4())
     import_id = import_id_of(w.unit_id, key)
-    step = len(rows) // 20  # 5 % of the import
+    # Checkpoints of progress at which the faults are injected: early enough that more
+    # than half of the import is still to be scored when the last fault comes.
+    percent = len(rows) // 100
 
     upload = asyncio.create_task(w.upload(workload.csv_file(rows), key))
 
     # 1. Postgres: kill -9, 2 s down, started again.
-    await w.until_applied(import_id, step, "before the Postgres kill")
+    await w.until_applied(import_id, 5 * percent, "before the Postgres kill")
     publishing = not upload.done()
     await w.servers.kill_postgres()
     say(started, f"killed Postgres (the upload {'still' if publishing else 'no longer'} running)")
@@ -95,7 +97,7 @@ async def test_faults_during_an_import_lose_nothing_double_nothing_and_stop_no_s
     accepted = await upload
     w.expect(accepted["imported"] == len(rows), f"the 202 of the upload: {accepted}")
     w.expect(accepted["import_id"] == import_id, f"the import id is {accepted['import_id']}")
-    await w.until_applied(import_id, 5 * step, "after the Postgres restart")
+    await w.until_applied(import_id, 20 * percent, "after the Postgres restart")
     await w.no_stray_dead_letters("after the Postgres restart")
 
     # 2. The broker: kill -9, started again.
@@ -104,7 +106,7 @@ async def test_faults_during_an_import_lose_nothing_double_nothing_and_stop_no_s
     await w.servers.start_kafka()
     await w.fleet.watch("the broker outage")
     say(started, "the broker started again")
-    await w.until_applied(import_id, 9 * step, "after the broker restart")
+    await w.until_applied(import_id, 35 * percent, "after the broker restart")
     await w.no_stray_dead_letters("after the broker restart")
 
     # 3. A scorer and the trigger service: SIGKILL, started again.
@@ -112,7 +114,7 @@ async def test_faults_during_an_import_lose_nothing_double_nothing_and_stop_no_s
         await w.fleet[name].kill()
         await w.fleet[name].start()
     say(started, "killed and restarted scorer-1 and the trigger service")
-    await w.until_applied(import_id, 12 * step, "after killing a scorer and the triggers")
+    await w.until_applied(import_id, 45 * percent, "after killing a scorer and the triggers")
     await w.no_stray_dead_letters("after killing a scorer and the triggers")
 
     # 4. Poison, one record of each kind.
