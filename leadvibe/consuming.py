@@ -7,10 +7,17 @@ It gives exactly-once *effects* over at-least-once delivery (DESIGN.md decision 
 - on start and on every assignment the consumer seeks to the stored offsets;
 - inside the transaction the stored offsets are locked and records below them skipped,
   so a consumer that lost its partition in a rebalance cannot apply a record twice;
-- a record that cannot be decoded, or that the handler rejects, is published to the
-  dead-letter topic with the reason, and the partition moves on;
-- if handling a batch raises, the batch is retried record by record, each under a
-  savepoint, so one poison record goes to the dead letters instead of blocking the rest.
+- failures are classified by cause (:mod:`leadvibe.failures`). A **record fault** (the
+  record cannot be decoded, the handler rejects it, or storing it fails on its values)
+  sends that record to the dead letters and the partition moves on: when the batch
+  fails on one, it is retried record by record, each under a savepoint;
+- a **system fault** (connection, permission, schema, timeout, disk, broker, or a bug),
+  in the batch or in any single record, dead-letters nothing and stores no offset: the
+  batch's partitions stop, the loop rewinds to the stored offsets and tries again after
+  a capped, jittered backoff, logging once when they stop and once when they resume;
+  :attr:`ConsumeLoop.stopped` says which, why and since when (for ``/health``);
+- a dead letter always fits: an oversized value is kept truncated, with its size and
+  SHA-256 digest (:mod:`leadvibe.dead_letters`).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
@@ -30,34 +37,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
+from leadvibe.backoff import Backoff, pause
 from leadvibe.db import Connection
+from leadvibe.dead_letters import dead_letter
+from leadvibe.failures import Fault, RetryBatch, classify, describe
 from leadvibe.producing import publish_all
-from schemas import DeadLetter, DecodeError, decode, encode
+from schemas import DecodeError, decode
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=msgspec.Struct)
-
-
-class RetryBatch(Exception):
-    """Raised by a handler to have its batch retried whole after a pause.
-
-    For a condition that is not the records' fault and that time resolves, such as a
-    race with another consumer that a handler could not settle in a few attempts.
-    """
-
-
-# Errors of the infrastructure, not of a record: the batch is retried whole after a pause.
-TRANSIENT_ERRORS = (
-    RetryBatch,
-    OSError,
-    asyncio.TimeoutError,
-    KafkaError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-)
 
 
 class Consumed(msgspec.Struct, Generic[R], frozen=True):
@@ -137,16 +126,32 @@ async def _store_offsets(
     )
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """A partition the loop cannot move on, because of a system fault."""
+
+    since: datetime
+    reason: str
+    """``Type: message`` of the latest failure."""
+    kind: str
+    """The latest failure's type: a new kind of failure is logged, the same one again not."""
+
+
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, loop: ConsumeLoop[R]) -> None:
+    def __init__(self, loop: ConsumeLoop[R], stop: asyncio.Event) -> None:
         self._loop = loop
+        self._stop = stop
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Nothing to flush: every batch commits its offsets before the next getmany().
-        pass
+        for tp in revoked:
+            self._loop.stopped.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._loop.seek_to_stored(assigned)
+        # Until the seek succeeds the positions are Kafka's (the earliest, since offsets are
+        # never committed there): correct, the stored offsets fence every batch, but a
+        # whole topic read for nothing. So wait for Postgres here.
+        await self._loop.rewind(self._stop, assigned)
 
 
 class ConsumeLoop(Generic[R]):
@@ -164,7 +169,7 @@ class ConsumeLoop(Generic[R]):
         record_type: type[R],
         handler: Handler[R],
         max_records: int = 5000,
-        retry_pause: float = 1.0,
+        backoff: Backoff | None = None,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -175,12 +180,15 @@ class ConsumeLoop(Generic[R]):
         self.record_type = record_type
         self.handler = handler
         self.max_records = max_records
-        self.retry_pause = retry_pause
+        self.backoff = backoff or Backoff()
         self.batches = 0
         """Batches committed so far (for tests and progress logs)."""
+        self.stopped: dict[int, Stopped] = {}
+        """The partitions stopped by a system fault, until a batch of theirs commits."""
+        self._failing: str | None = None
 
-    def subscribe(self) -> None:
-        self.consumer.subscribe([self.topic], listener=_SeekToStoredOffsets(self))
+    def subscribe(self, stop: asyncio.Event) -> None:
+        self.consumer.subscribe([self.topic], listener=_SeekToStoredOffsets(self, stop))
 
     async def seek_to_stored(self, partitions: set[TopicPartition]) -> None:
         stored = await load_offsets(self.pool, self.group, self.topic)
@@ -192,38 +200,84 @@ class ConsumeLoop(Generic[R]):
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand is finished and committed first."""
-        self.subscribe()
+        self.subscribe(stop)
         while not stop.is_set():
-            batch = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
-            records = [r for rs in batch.values() for r in rs]
-            if not records:
-                continue
+            partitions: set[TopicPartition] = set()
             try:
-                await self.process(records)
-            except TRANSIENT_ERRORS as exc:
-                log.warning(
-                    "batch failed (%s: %s); retrying from stored offsets", type(exc).__name__, exc
-                )
-                await self._pause_and_rewind(stop, set(batch))
+                batch = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                partitions = set(batch)
+                records = [r for rs in batch.values() for r in rs]
+                if records:
+                    await self.process(records)
+                self._resumed({tp.partition for tp in partitions})
+            except Exception as exc:
+                self._stop(sorted(tp.partition for tp in partitions), exc)
+                if await pause(stop, self.backoff.next_delay()):
+                    return
+                await self.rewind(stop, partitions)
 
-    async def _pause_and_rewind(self, stop: asyncio.Event, partitions: set[TopicPartition]) -> None:
-        # getmany() has moved the positions past the failed batch: until the rewind to the
-        # stored offsets succeeds, fetching on would apply later records and store offsets
-        # past the failed ones, which would then never be applied. So retry the rewind
-        # itself until it succeeds (or the loop stops; positions are never committed).
-        while True:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.retry_pause)
-            if stop.is_set():
-                return
+    async def rewind(self, stop: asyncio.Event, partitions: set[TopicPartition]) -> None:
+        """Seek ``partitions`` (those still assigned) to the stored offsets, trying until it
+        succeeds or ``stop`` is set.
+
+        After a failed batch getmany() has moved the positions past it: fetching on before
+        the rewind succeeds would apply later records and store offsets past the failed
+        ones, which would then never be applied (positions are never committed).
+        """
+        failures = 0
+        while not stop.is_set():
             try:
                 await self.seek_to_stored(partitions & self.consumer.assignment())
                 return
-            except TRANSIENT_ERRORS as exc:
-                log.warning("cannot read stored offsets yet (%s); trying again", exc)
+            except Exception as exc:
+                failures += 1
+                log.log(
+                    logging.WARNING if failures == 1 else logging.DEBUG,
+                    "cannot read the stored offsets (%s); trying again",
+                    describe(exc),
+                )
+                await pause(stop, self.backoff.next_delay())
+
+    def _stop(self, partitions: list[int], exc: Exception) -> None:
+        """Mark ``partitions`` stopped; log when that is news, not at every retry."""
+        reason, kind = describe(exc), type(exc).__name__
+        now = datetime.now(UTC)
+        news = [p for p in partitions if p not in self.stopped or self.stopped[p].kind != kind]
+        for p in partitions:
+            since = self.stopped[p].since if p in self.stopped else now
+            self.stopped[p] = Stopped(since, reason, kind)
+        if news or (not partitions and kind != self._failing):
+            log.error(
+                "system fault on %s%s (%s): nothing dead-lettered, retrying from the stored "
+                "offsets with backoff until it is repaired",
+                self.topic,
+                partitions or "",
+                reason,
+                exc_info=None if _expected(exc) else exc,  # a bug: its traceback says where
+            )
+        else:
+            log.debug("still failing on %s%s (%s)", self.topic, partitions, reason)
+        self._failing = kind
+
+    def _resumed(self, partitions: set[int]) -> None:
+        self._failing = None
+        back = {p: self.stopped.pop(p) for p in partitions if p in self.stopped}
+        if not self.stopped:  # else a partition still fails: keep backing off for it
+            self.backoff.reset()
+        if back:
+            since = min(s.since for s in back.values())
+            log.warning(
+                "%s%s moving again after %.1f s stopped",
+                self.topic,
+                sorted(back),
+                (datetime.now(UTC) - since).total_seconds(),
+            )
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Handle one batch: effects, dead letters and offsets commit together."""
+        """Handle one batch: effects, dead letters and offsets commit together.
+
+        Raises on a system fault, with nothing committed.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
             partitions = sorted({r.partition for r in records})
             stored = await _lock_offsets(conn, self.group, self.topic, partitions)
@@ -233,11 +287,13 @@ class ConsumeLoop(Generic[R]):
             try:
                 async with conn.transaction():  # savepoint: undone alone if the handler fails
                     rejected = await self.handler(conn, decoded)
-            except TRANSIENT_ERRORS:
-                raise
-            except Exception:
-                log.exception(
-                    "batch handler failed; handling its %d records one by one", len(decoded)
+            except Exception as exc:
+                if classify(exc) is Fault.SYSTEM:
+                    raise
+                log.warning(
+                    "batch failed on a record fault (%s); handling its %d records one by one",
+                    describe(exc),
+                    len(decoded),
                 )
                 rejected = await self._one_by_one(conn, decoded)
             dead = [self._dead_letter(raw, r) for r in [*undecodable, *rejected]]
@@ -256,10 +312,10 @@ class ConsumeLoop(Generic[R]):
             try:
                 async with conn.transaction():
                     rejected.extend(await self.handler(conn, [item]))
-            except TRANSIENT_ERRORS:
-                raise
             except Exception as exc:
-                reason = f"handler failed: {type(exc).__name__}: {exc}"
+                if classify(exc) is Fault.SYSTEM:
+                    raise  # the whole batch is undone and retried: never dead-letter for it
+                reason = f"handler failed: {describe(exc)}"
                 rejected.append(Rejected(item.partition, item.offset, reason))
         return rejected
 
@@ -285,7 +341,7 @@ class ConsumeLoop(Generic[R]):
         self, raw_records: dict[tuple[int, int], ConsumerRecord[bytes, bytes]], rejected: Rejected
     ) -> tuple[bytes | None, bytes]:
         raw = raw_records[(rejected.partition, rejected.offset)]
-        letter = DeadLetter(
+        return dead_letter(
             consumer_group=self.group,
             topic=self.topic,
             partition=rejected.partition,
@@ -295,7 +351,19 @@ class ConsumeLoop(Generic[R]):
             reason=rejected.reason,
             failed_at=datetime.now(UTC),
         )
-        return raw.key, encode(letter)
+
+
+def _expected(exc: BaseException) -> bool:
+    """A failure of a dependency, whose traceback would say nothing more than its message."""
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | RetryBatch
+        | KafkaError
+        | asyncpg.PostgresError
+        | asyncpg.InterfaceError,
+    )
 
 
 @asynccontextmanager
@@ -315,7 +383,11 @@ async def open_consumer(
         max_partition_fetch_bytes=partition_fetch_mb * 1024 * 1024,
         fetch_max_bytes=8 * partition_fetch_mb * 1024 * 1024,
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()  # what start() opened before failing
+        raise
     try:
         yield consumer
     finally:

@@ -34,7 +34,11 @@ async def open_producer(
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers, linger_ms=linger_ms, **PRODUCER_OPTIONS, **options
     )
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # what start() opened before failing
+        raise
     try:
         yield producer
     finally:

@@ -37,6 +37,9 @@ class Settings:
     """HMAC key for webhook signatures."""
     allow_private_webhooks: bool = False
     """Allow webhook URLs on loopback or private addresses (local runs and tests)."""
+    health_port: int | None = None
+    """LEADVIBE_HEALTH_PORT: where a consumer process serves ``GET /health`` on 127.0.0.1
+    (unset: it serves none)."""
 
     @property
     def database_url_redacted(self) -> str:
@@ -79,4 +82,5 @@ class Settings:
             events_partitions=integer("LEADVIBE_EVENTS_PARTITIONS", 6),
             webhook_secret=env.get("LEADVIBE_WEBHOOK_SECRET", ""),
             allow_private_webhooks=boolean("LEADVIBE_ALLOW_PRIVATE_WEBHOOKS"),
+            health_port=integer("LEADVIBE_HEALTH_PORT", 0) or None,
         )

@@ -103,7 +103,13 @@ class TriggerFired(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
-    """A record a consumer could not process, kept with where it came from and why."""
+    """A record a consumer could not process, kept with where it came from and why.
+
+    A letter always fits in a Kafka request: a value too large for that is kept cut to
+    its first bytes (``value_truncated``), with the whole value's size and SHA-256 digest;
+    the whole record stays at ``topic``/``partition``/``offset``. The last three fields
+    are None/false in the letters of consumers older than them.
+    """
 
     version: int = 1
     consumer_group: str
@@ -114,3 +120,9 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     value: bytes | None
     reason: str
     failed_at: datetime
+    value_size: int | None = None
+    """The record's value's size in bytes (None when it has no value)."""
+    value_sha256: str | None = None
+    """The hex SHA-256 digest of the record's whole value."""
+    value_truncated: bool = False
+    """Whether ``value`` holds only the first bytes of the record's value."""

@@ -53,8 +53,9 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from leadvibe.consuming import Consumed, Rejected, RetryBatch
+from leadvibe.consuming import Consumed, Rejected
 from leadvibe.db import Connection
+from leadvibe.failures import RetryBatch
 from leadvibe.producing import publish_batched
 from leadvibe.service import run_consumer
 from leadvibe.settings import Settings

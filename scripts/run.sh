@@ -35,16 +35,18 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM HUP
 
-start() {  # start NAME MODULE: run `python -m MODULE` in the background, log to a file
-  "$VENV_BIN/python" -m "$2" >> "$LOGS/$1.log" 2>&1 &
+start() {  # start NAME MODULE [HEALTH_PORT]: run `python -m MODULE` in the background, log to a file
+  LEADVIBE_HEALTH_PORT="${3:-}" "$VENV_BIN/python" -m "$2" >> "$LOGS/$1.log" 2>&1 &
   pids+=($!)
 }
 start gateway ingest_gateway
 # One scorer per core by default: they share the events topic's partitions, and one
 # process alone leaves a core idle while it waits for Postgres (docs/scorer.md, "Speed").
+# Each consumer answers GET /health on the ports after the gateway's (README, Health).
 SCORERS="${LEADVIBE_SCORERS:-$(nproc)}"
-for n in $(seq 1 "$SCORERS"); do start "scorer-$n" scorer; done
-start triggers trigger_service
+HEALTH_BASE="${LEADVIBE_PORT:-8000}"
+for n in $(seq 1 "$SCORERS"); do start "scorer-$n" scorer $((HEALTH_BASE + n)); done
+start triggers trigger_service $((HEALTH_BASE + SCORERS + 1))
 
 if ! wait_for_port "${LEADVIBE_PORT:-8000}" 30 "${pids[0]}"; then
   echo "the gateway did not start; last lines of $LOGS/gateway.log:" >&2
@@ -55,6 +57,8 @@ TOKEN=$("$VENV_BIN/leadvibe" token create --org default --unit default)
 echo
 echo "LeadVibe is up on http://127.0.0.1:${LEADVIBE_PORT:-8000} (logs: $LOGS). Ctrl-C stops it."
 echo "API token (org 'default', unit 'default'): export TOKEN=$TOKEN"
+echo "Consumers' health: scorers on http://127.0.0.1:$((HEALTH_BASE + 1))/health to" \
+  "$((HEALTH_BASE + SCORERS))/health, the trigger service on $((HEALTH_BASE + SCORERS + 1))/health"
 echo
 
 # Exit (and stop everything) as soon as any service dies, or on Ctrl-C.

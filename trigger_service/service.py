@@ -17,14 +17,18 @@ dies between publishing and committing; it carries the same ``firing_id`` both t
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from leadvibe.backoff import Backoff, pause
 from leadvibe.consuming import Consumed, Handler, Rejected, stop_on_signals
 from leadvibe.db import Connection, open_pool
+from leadvibe.failures import describe
 from leadvibe.producing import publish_batched
 from leadvibe.service import run_consumer
 from leadvibe.settings import Settings, SettingsError
@@ -34,6 +38,8 @@ from trigger_service import store
 from trigger_service.decisions import Crossing, TriggerIndex, once_pairs, select
 from trigger_service.delivery import Deliverer, DeliveryPolicy, webhook_client
 from trigger_service.store import FiringRow
+
+log = logging.getLogger(__name__)
 
 GROUP = "leadvibe-triggers"
 
@@ -114,13 +120,37 @@ def firings_handler(settings: Settings, producer: AIOKafkaProducer) -> Handler[S
 
 
 async def deliver(settings: Settings, policy: DeliveryPolicy, stop: asyncio.Event) -> None:
-    """The delivery worker, with a pool and an HTTP client of its own, until ``stop``."""
-    async with (
-        open_pool(settings.database_url, max_size=4, server_settings=SERVER_SETTINGS) as pool,
-        webhook_client(allow_private=settings.allow_private_webhooks, policy=policy) as client,
-    ):
-        deliverer = Deliverer(pool, client, policy=policy, service_key=settings.webhook_secret)
-        await deliverer.run(stop)
+    """The delivery worker, with a pool and an HTTP client of its own, until ``stop``.
+
+    It outlives the database: when Postgres cannot be reached (at start, or in a way the
+    worker does not ride out itself, such as a restart's ``CannotConnectNowError``), the
+    worker is started again after a backoff. Pending firings wait in the table meanwhile;
+    one claimed when the worker failed is due again when its lease ends.
+    """
+    backoff = Backoff()
+    failing: str | None = None
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            async with (
+                open_pool(
+                    settings.database_url, max_size=4, server_settings=SERVER_SETTINGS
+                ) as pool,
+                webhook_client(
+                    allow_private=settings.allow_private_webhooks, policy=policy
+                ) as client,
+            ):
+                deliverer = Deliverer(
+                    pool, client, policy=policy, service_key=settings.webhook_secret
+                )
+                await deliverer.run(stop)
+        except Exception as exc:
+            if time.monotonic() - started > backoff.cap:
+                backoff.reset()  # it had been running: start again from the shortest delay
+            if describe(exc) != failing:  # once per cause, not at every retry
+                log.error("webhook delivery stopped (%s); restarting it", describe(exc))
+            failing = describe(exc)
+            await pause(stop, backoff.next_delay())
 
 
 async def run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -38,16 +39,21 @@ def _event(n: int, event_type: str = "page_view") -> LeadEvent:
 
 
 async def _apply(conn: Connection, batch: Sequence[Consumed[LeadEvent]]) -> list[Rejected]:
-    """Appends every event (no de-duplication: a double application would show)."""
+    """Appends every event (no de-duplication: a double application would show).
+
+    A ``poison`` event's id is written with a NUL character, which Postgres cannot store
+    (a record fault); a ``refused`` one is rejected by the handler."""
     rejected = []
     for item in batch:
-        if item.record.event_type == "poison":
-            raise ValueError("this record always fails")
         if item.record.event_type == "refused":
             rejected.append(Rejected(item.partition, item.offset, "refused by the handler"))
     await conn.executemany(
         "INSERT INTO applied (event_id) VALUES ($1)",
-        [(i.record.event_id,) for i in batch if i.record.event_type != "refused"],
+        [
+            (i.record.event_id + ("\x00" if i.record.event_type == "poison" else ""),)
+            for i in batch
+            if i.record.event_type != "refused"
+        ],
     )
     return rejected
 
@@ -143,10 +149,32 @@ async def test_bad_records_go_to_dead_letters_and_the_partition_moves_on(
     assert sorted(await _applied(pool)) == ["e1", "e4"]
     reasons = sorted(letter.reason for letter in letters)
     assert reasons[0].startswith("cannot decode")
-    assert reasons[1].startswith("handler failed: ValueError: this record always fails")
+    assert reasons[1].startswith("handler failed: CharacterNotInRepertoireError: invalid byte")
     assert reasons[2] == "refused by the handler"
     assert {letter.value for letter in letters} == set(values[1:4])
     assert all(letter.consumer_group == GROUP for letter in letters)
+
+
+@pytest.mark.usefixtures("applied_table")
+async def test_a_record_of_a_megabyte_is_dead_lettered_truncated_and_the_partition_moves_on(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Its dead letter in full (base64) would be over the producer's 1 MiB: it is cut to fit,
+    with the whole record's size and digest, rather than retried forever."""
+    poison = b"{" + b"x" * 1_000_000  # undecodable, 1 MB
+    await _publish(settings, [encode(_event(1)), poison, encode(_event(2))])
+    async with _loop_running(settings):
+        await wait_for(lambda: _applied(pool), until=lambda a: len(a) >= 2, what="good records")
+        [letter] = await _dead_letters(settings, 1)
+
+    assert sorted(await _applied(pool)) == ["e1", "e2"]
+    assert letter.reason.startswith("cannot decode")
+    assert letter.value_truncated
+    assert letter.value is not None
+    assert poison.startswith(letter.value)
+    assert letter.value_size == len(poison)
+    assert letter.value_sha256 == hashlib.sha256(poison).hexdigest()
+    assert sum((await load_offsets(pool, GROUP, settings.topics.events)).values()) == 3
 
 
 @pytest.mark.usefixtures("applied_table")

@@ -34,3 +34,8 @@ def test_secrets_stay_out_of_the_repr() -> None:
     assert "s3cret" not in repr(settings)
     assert "hush" not in repr(settings)
     assert settings.database_url_redacted == "postgresql://u:***@h/db"
+
+
+def test_the_health_port_is_off_unless_set() -> None:
+    assert Settings.from_env(BASE).health_port is None
+    assert Settings.from_env(BASE | {"LEADVIBE_HEALTH_PORT": "8101"}).health_port == 8101

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import asyncpg
@@ -9,8 +10,9 @@ import httpx
 import msgspec
 import pytest
 
+from leadvibe.producing import open_producer, publish_all
 from leadvibe.settings import Settings
-from schemas import Alias, DeadLetter, LeadEvent, ScoredEvent, decode
+from schemas import Alias, DeadLetter, LeadEvent, ScoredEvent, decode, encode
 from tests.conftest import Tenant, make_tenant
 from tests.scorer.helpers import (
     create_ruleset,
@@ -264,3 +266,48 @@ async def test_an_event_postgres_refuses_goes_alone_to_the_dead_letters(
     [letter] = await read_topic(settings, settings.topics.deadletter, DeadLetter, 1)
     assert letter.reason.startswith("handler failed:")
     assert decode(letter.value, LeadEvent) == poison
+
+
+async def test_a_score_past_int64_dead_letters_its_event_and_the_rest_is_scored(
+    settings: Settings, gateway: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """Postgres refuses the lead's new score (bigint out of range): that event's fault, so
+    it alone goes to the dead letters; the batch is neither lost nor retried forever."""
+    await create_ruleset(gateway, tenant, {"page_view": 2_000_000_000})
+    unit = tenant.unit_id
+    await publish(settings, [event(unit, "page_view", lead_id="ld_big")])
+    await lead_when(gateway, tenant, "/leads/ld_big", event_count=1)
+    await pool.execute("UPDATE leads SET score = 9223372036000000000 WHERE lead_id = 'ld_big'")
+    overflowing = event(unit, "page_view", lead_id="ld_big")
+    await publish(settings, [overflowing, event(unit, "page_view", lead_id="ld_small")])
+
+    small = await lead_when(gateway, tenant, "/leads/ld_small", event_count=1)
+    assert small["score"] == 2_000_000_000
+    [letter] = await read_topic(settings, settings.topics.deadletter, DeadLetter, 1)
+    assert letter.reason.startswith("handler failed: NumericValueOutOfRangeError")
+    assert decode(letter.value, LeadEvent) == overflowing
+    big = await get_json(gateway, tenant, "/leads/ld_big")
+    assert (big["score"], big["event_count"]) == (9223372036000000000, 1)
+
+
+async def test_a_megabyte_event_without_identity_is_dead_lettered_and_its_partition_moves_on(
+    settings: Settings, gateway: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Its dead letter whole would be over Kafka's 1 MiB: kept truncated, with its size and
+    digest, instead of the batch failing to publish it and being retried forever."""
+    unit = tenant.unit_id
+    huge = event(unit, "page_view", phone="n/a " * 250_000)  # normalises to no digits
+    value = encode(huge)
+    assert len(value) > 1_000_000
+    async with open_producer(settings.kafka_bootstrap_servers) as producer:
+        after = event(unit, "page_view", lead_id="ld_after")
+        await publish_all(producer, settings.topics.events, [(b"k", value), (b"k", encode(after))])
+
+    await lead_when(gateway, tenant, "/leads/ld_after", event_count=1)  # same partition, after
+    [letter] = await read_topic(settings, settings.topics.deadletter, DeadLetter, 1)
+    assert letter.reason == "no identity: the event has neither a lead_id nor a usable alias"
+    assert letter.value_truncated
+    assert letter.value is not None
+    assert value.startswith(letter.value)
+    assert letter.value_size == len(value)
+    assert letter.value_sha256 == hashlib.sha256(value).hexdigest()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -22,6 +23,7 @@ import pytest
 from leadvibe.settings import Settings
 from schemas import TriggerFired
 from tests.conftest import TEST_DELIVERY_POLICY, Tenant
+from tests.proxy import proxy_to
 from tests.scorer.helpers import read_topic
 from tests.trigger_service.helpers import (
     consumed,
@@ -29,6 +31,7 @@ from tests.trigger_service.helpers import (
     delivered,
     path_of,
     publish_scored,
+    received,
     running,
     scored,
     wait_consumed,
@@ -194,3 +197,32 @@ async def _delivered(pool: asyncpg.Pool) -> int:
         "SELECT count(*) FROM trigger_firings WHERE delivery_status = 'delivered'"
     )
     return count
+
+
+async def test_the_service_waits_out_postgres_at_start_and_mid_run(
+    settings: Settings,
+    gateway: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    pool: asyncpg.Pool,
+) -> None:
+    """The service reaches Postgres through a proxy that refuses it at start, then drops
+    every connection mid-run: neither its consumer nor its delivery worker exits, and each
+    firing is delivered once Postgres is back."""
+    await create_trigger(gateway, tenant, receiver.url(), 50)
+    db = urlsplit(settings.database_url)
+    async with proxy_to(db.hostname or "127.0.0.1", db.port or 5432) as proxy:
+        netloc = db.netloc.rsplit(":", 1)[0] + f":{proxy.port}"
+        proxied = replace(settings, database_url=urlunsplit(db._replace(netloc=netloc)))
+        async with running(proxied):
+            await publish_scored(settings, [scored(tenant.unit_id, "ld_a", 0, 60)])
+            await proxy.open()
+            await wait_for(lambda: received(receiver), until=lambda n: n == 1, what="1st webhook")
+
+            await proxy.close()
+            await publish_scored(settings, [scored(tenant.unit_id, "ld_b", 0, 60)])
+            await wait_for(lambda: consumed(pool, settings), until=lambda n: n == 1)
+            await proxy.open()
+            await wait_for(lambda: received(receiver), until=lambda n: n == 2, what="2nd webhook")
+            await wait_consumed(pool, settings, 2)
+    assert sorted(w.json["lead"]["id"] for w in receiver.received) == ["ld_a", "ld_b"]
