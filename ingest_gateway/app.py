@@ -2,37 +2,34 @@
 
 The lifespan opens the Postgres pool and the Kafka producer once and yields them as the
 request state; every endpoint is a plain async function in the route list. The gateway
-starts even when Kafka does not answer: publishing then answers 503 until it does.
+starts, and keeps running, whether or not Postgres and Kafka answer: a request that needs
+one that is down answers 503 (``database_unavailable``, ``kafka_unavailable``) with
+Retry-After, ``GET /health`` says which is down, and both reconnect on their own once back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ingest_gateway import imports, ingest, leads, rulesets, triggers
+from ingest_gateway import health, imports, ingest, leads, rulesets, triggers
 from ingest_gateway.auth import set_active_org_unit
+from ingest_gateway.database import OUTAGES, open_gateway_pool, unavailable_response
 from ingest_gateway.errors import ApiError, api_error_response
 from ingest_gateway.publishing import open_gateway_producer
-from ingest_gateway.state import GatewayState, state_of
-from leadvibe.db import open_pool
+from ingest_gateway.recovery import new_publisher, sweep_abandoned
+from ingest_gateway.state import GatewayState
 from leadvibe.settings import Settings
-
-
-async def health(request: Request) -> JSONResponse:
-    """GET /health: 200 once the database answers."""
-    await state_of(request).pool.fetchval("SELECT 1")
-    return JSONResponse({"status": "ok"})
 
 
 def routes() -> list[Route]:
     return [
-        Route("/health", health, methods=["GET"]),
+        *health.ROUTES,
         Route("/org-units/active", set_active_org_unit, methods=["POST"]),
         *imports.ROUTES,
         *ingest.ROUTES,
@@ -48,14 +45,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, GatewayState]]:
+        publisher = new_publisher(settings.gateway_instance)
         async with (
-            open_pool(settings.database_url) as pool,
+            open_gateway_pool(settings.database_url) as pool,
             open_gateway_producer(settings.kafka_bootstrap_servers) as producer,
         ):
-            yield {"gateway": GatewayState(settings=settings, pool=pool, producer=producer)}
+            sweeper = asyncio.create_task(sweep_abandoned(pool, publisher))
+            try:
+                yield {
+                    "gateway": GatewayState(
+                        settings=settings, pool=pool, producer=producer, publisher=publisher
+                    )
+                }
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
 
     return Starlette(
         routes=routes(),
-        exception_handlers={ApiError: api_error_response},
+        exception_handlers={
+            ApiError: api_error_response,
+            **dict.fromkeys(OUTAGES, unavailable_response),
+        },
         lifespan=lifespan,
     )

@@ -63,8 +63,8 @@ class ServiceUnavailable(ApiError):
     status = 503
     code = "unavailable"
 
-    def __init__(self, detail: str, *, retry_after: int = 5) -> None:
-        super().__init__(detail)
+    def __init__(self, detail: str, *, code: str | None = None, retry_after: int = 5) -> None:
+        super().__init__(detail, code=code)
         self.retry_after = retry_after
 
 

@@ -4,6 +4,10 @@ An import is recorded once its file passed the whole-file checks, before its eve
 published (``publishing``); it becomes ``completed`` once Kafka acknowledged every event,
 or ``failed`` when publishing could not finish. A retry with the same Idempotency-Key has
 the same import id and takes the row over, unless it is completed.
+
+Each attempt records its :class:`Publisher` (the gateway instance and that process's boot
+id), so that :func:`fail_abandoned` can tell an import whose publisher died (a crash, a
+SIGTERM mid-publish) from one still being published.
 """
 
 from __future__ import annotations
@@ -20,6 +24,14 @@ from ingest_gateway.csv_rows import RowError
 
 ERROR_ROWS_KEPT: Final = 10_000
 """Error rows an import keeps (for GET /imports/{id}); beyond them they are only counted."""
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """The gateway process publishing an import: its instance name and this start's id."""
+
+    instance: str
+    boot: str
 
 
 @dataclass(frozen=True)
@@ -76,19 +88,22 @@ async def begin(
     errors: int,
     error_rows: Sequence[RowError],
     ignored_columns: Sequence[str],
+    publisher: Publisher,
 ) -> bool:
     """Record the import as publishing; False if an import of that id is completed already."""
     status: str = await pool.execute(
         """INSERT INTO imports AS i
                (unit_id, import_id, idempotency_key, status, skip_triggers, imported, errors,
-                error_rows, ignored_columns)
-           VALUES ($1, $2, $3, 'publishing', $4, $5, $6, $7::jsonb, $8)
+                error_rows, ignored_columns, publisher, publisher_boot, publishing_since)
+           VALUES ($1, $2, $3, 'publishing', $4, $5, $6, $7::jsonb, $8, $9, $10, now())
            ON CONFLICT (unit_id, import_id) DO UPDATE
                SET status = 'publishing', skip_triggers = EXCLUDED.skip_triggers,
                    imported = EXCLUDED.imported, errors = EXCLUDED.errors,
                    error_rows = EXCLUDED.error_rows,
                    ignored_columns = EXCLUDED.ignored_columns,
-                   failure = NULL, completed_at = NULL
+                   failure = NULL, completed_at = NULL,
+                   publisher = EXCLUDED.publisher, publisher_boot = EXCLUDED.publisher_boot,
+                   publishing_since = EXCLUDED.publishing_since
                WHERE i.status <> 'completed'""",
         unit_id,
         import_id,
@@ -98,26 +113,82 @@ async def begin(
         errors,
         msgspec.json.encode(error_rows[:ERROR_ROWS_KEPT]).decode(),
         list(ignored_columns),
+        publisher.instance,
+        publisher.boot,
     )
     return status == "INSERT 0 1"
 
 
-async def complete(pool: asyncpg.Pool, unit_id: str, import_id: str) -> None:
-    """Every event of the import is acknowledged by Kafka."""
+async def complete(pool: asyncpg.Pool, unit_id: str, import_id: str, publisher: Publisher) -> None:
+    """Every event of the import is acknowledged by Kafka.
+
+    Only the attempt that published them completes the row: once a retry took it over,
+    the retry's own publishing decides. An attempt marked failed as abandoned while it
+    was in fact still publishing completes it all the same.
+    """
     await pool.execute(
-        """UPDATE imports SET status = 'completed', completed_at = now()
-           WHERE unit_id = $1 AND import_id = $2""",
+        """UPDATE imports SET status = 'completed', completed_at = now(), failure = NULL
+           WHERE unit_id = $1 AND import_id = $2 AND publisher_boot = $3
+             AND status <> 'completed'""",
         unit_id,
         import_id,
+        publisher.boot,
     )
 
 
-async def fail(pool: asyncpg.Pool, unit_id: str, import_id: str, failure: str) -> None:
+async def fail(
+    pool: asyncpg.Pool, unit_id: str, import_id: str, failure: str, publisher: Publisher
+) -> None:
     """Publishing stopped part way; a retry with the same key takes the import over."""
     await pool.execute(
         """UPDATE imports SET status = 'failed', failure = $3
-           WHERE unit_id = $1 AND import_id = $2 AND status = 'publishing'""",
+           WHERE unit_id = $1 AND import_id = $2 AND status = 'publishing'
+             AND publisher_boot = $4""",
         unit_id,
         import_id,
         failure,
+        publisher.boot,
     )
+
+
+ABANDONED: Final = (
+    "The gateway publishing this import stopped (a crash or a restart) before Kafka "
+    "acknowledged every event, so some of its events may have been published."
+)
+RETRY_WITH_KEY: Final = (
+    " Send the same file again with the same Idempotency-Key: the import completes, and "
+    "events already published are not counted twice."
+)
+RETRY_WITHOUT_KEY: Final = (
+    " It had no Idempotency-Key, so sending the file again is a new import whose events "
+    "count again: check the leads first, or send only the rows that are missing."
+)
+
+
+async def fail_abandoned(
+    pool: asyncpg.Pool, publisher: Publisher, *, stale_after: float
+) -> list[tuple[str, str]]:
+    """Mark failed the imports whose publisher is gone; return their (unit, import id).
+
+    Gone are: a previous process of this same instance (one process holds an instance
+    name at a time, so any other boot of it has ended), and any attempt publishing for
+    longer than ``stale_after`` seconds, more than a live publisher ever takes (its
+    publishing is bounded, and ends in completed or failed).
+    """
+    rows = await pool.fetch(
+        """UPDATE imports
+           SET status = 'failed',
+               failure = $4 || CASE WHEN idempotency_key IS NULL THEN $6 ELSE $5 END
+           WHERE status = 'publishing'
+             AND ((publisher = $1 AND publisher_boot IS DISTINCT FROM $2)
+                  OR coalesce(publishing_since, created_at)
+                     < now() - make_interval(secs => $3))
+           RETURNING unit_id, import_id""",
+        publisher.instance,
+        publisher.boot,
+        stale_after,
+        ABANDONED,
+        RETRY_WITH_KEY,
+        RETRY_WITHOUT_KEY,
+    )
+    return [(r["unit_id"], r["import_id"]) for r in rows]

@@ -202,6 +202,7 @@ async def post_import(request: Request) -> JSON:
             errors=upload.errors,
             error_rows=upload.error_rows,
             ignored_columns=ignored_columns,
+            publisher=state.publisher,
         ):  # a retry with the same key completed while this one was reading
             done = await import_store.find(state.pool, unit_id, import_id)
             assert done is not None
@@ -209,9 +210,9 @@ async def post_import(request: Request) -> JSON:
         try:
             await _publish(state, spool, rewrite_skip=None if skip == rows.skip_triggers else skip)
         except ServiceUnavailable as exc:
-            await import_store.fail(state.pool, unit_id, import_id, exc.detail)
+            await import_store.fail(state.pool, unit_id, import_id, exc.detail, state.publisher)
             raise
-        await import_store.complete(state.pool, unit_id, import_id)
+        await import_store.complete(state.pool, unit_id, import_id, state.publisher)
         return _accepted(
             imported=len(spool),
             errors=upload.errors,

@@ -90,6 +90,7 @@ async def ensure_reachable(producer: AIOKafkaProducer) -> None:
         raise ServiceUnavailable(
             "The event log (Kafka) cannot be reached, so nothing was accepted. "
             f"Send the same request again in {RETRY_AFTER} seconds.",
+            code="kafka_unavailable",
             retry_after=RETRY_AFTER,
         ) from None
 
@@ -115,5 +116,6 @@ async def publish(
             "The event log (Kafka) did not acknowledge every event in time; some may have "
             "been published. Send the same request again with the same Idempotency-Key "
             f"in {RETRY_AFTER} seconds: events already published are not counted twice.",
+            code="kafka_unavailable",
             retry_after=RETRY_AFTER,
         ) from None

@@ -8,6 +8,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from starlette.requests import Request
 
+from ingest_gateway.import_store import Publisher
 from leadvibe.settings import Settings
 
 
@@ -16,6 +17,8 @@ class GatewayState:
     settings: Settings
     pool: asyncpg.Pool
     producer: AIOKafkaProducer
+    publisher: Publisher
+    """This process, as the publisher of the imports it begins (ingest_gateway.recovery)."""
 
 
 def state_of(request: Request) -> GatewayState:

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from leadvibe.db import migrate
 from leadvibe.settings import Settings, SettingsError
 from leadvibe.tenancy import create_token
-from leadvibe.topics import ensure_topics
+from leadvibe.topics import Replication, ReplicationError, ensure_topics
 from scorer.progress import Report
 from scorer.replay import ReplayError, replay, rescore
 
@@ -46,7 +46,10 @@ async def _migrate(settings: Settings) -> None:
 
 async def _topics_create(settings: Settings) -> None:
     created = await ensure_topics(
-        settings.kafka_bootstrap_servers, settings.topics, settings.events_partitions
+        settings.kafka_bootstrap_servers,
+        settings.topics,
+        settings.events_partitions,
+        Replication(settings.replication_factor, settings.min_insync_replicas),
     )
     print(f"topics created: {', '.join(created) or 'none (all exist)'}", file=sys.stderr)
 
@@ -112,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_replay(settings, args.command, args.unit))
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"leadvibe: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except ReplicationError as exc:
+        print(f"leadvibe: {exc}", file=sys.stderr)
         return 1
     return 0
 

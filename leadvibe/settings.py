@@ -6,6 +6,7 @@ A missing required setting fails at start with its name. Secrets never appear in
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -40,6 +41,12 @@ class Settings:
     health_port: int | None = None
     """LEADVIBE_HEALTH_PORT: where a consumer process serves ``GET /health`` on 127.0.0.1
     (unset: it serves none)."""
+    replication_factor: int = 1
+    """Replicas of each topic partition, used when creating topics (production: 3)."""
+    min_insync_replicas: int = 1
+    """Replicas that must have a record before an acks=all send succeeds (production: 2)."""
+    gateway_instance: str = ""
+    """This gateway's name among several (host:port by default); see docs/api.md."""
 
     @property
     def database_url_redacted(self) -> str:
@@ -75,6 +82,14 @@ class Settings:
                 return True
             raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
+        replication_factor = integer("LEADVIBE_REPLICATION_FACTOR", 1)
+        min_insync_replicas = integer("LEADVIBE_MIN_INSYNC_REPLICAS", 1)
+        if min_insync_replicas > replication_factor:
+            raise SettingsError(
+                f"LEADVIBE_MIN_INSYNC_REPLICAS ({min_insync_replicas}) is above "
+                f"LEADVIBE_REPLICATION_FACTOR ({replication_factor}): "
+                "no acks=all send could ever succeed"
+            )
         return cls(
             kafka_bootstrap_servers=required("KAFKA_BOOTSTRAP_SERVERS"),
             database_url=required("DATABASE_URL"),
@@ -83,4 +98,8 @@ class Settings:
             webhook_secret=env.get("LEADVIBE_WEBHOOK_SECRET", ""),
             allow_private_webhooks=boolean("LEADVIBE_ALLOW_PRIVATE_WEBHOOKS"),
             health_port=integer("LEADVIBE_HEALTH_PORT", 0) or None,
+            replication_factor=replication_factor,
+            min_insync_replicas=min_insync_replicas,
+            gateway_instance=env.get("LEADVIBE_GATEWAY_INSTANCE", "").strip()
+            or f"{socket.gethostname()}:{env.get('LEADVIBE_PORT', '').strip() or '8000'}",
         )

@@ -2,6 +2,7 @@
 # `make run`: the whole stack as local processes, until Ctrl-C.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+source "$(dirname "$0")/supervise.sh"
 VENV_BIN="$ROOT/.venv/bin"
 LOGS="$LOCAL/logs"
 mkdir -p "$LOGS"
@@ -23,7 +24,8 @@ stop_all() {
   echo
   echo "stopping the services..."
   [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
-  local deadline=$((SECONDS + 20))  # they finish their batch and commit first
+  # They finish their batch and commit first; each supervisor kills its service past 20 s.
+  local deadline=$((SECONDS + 25))
   for pid in "${pids[@]}"; do
     while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
     kill -KILL "$pid" 2>/dev/null || true
@@ -35,8 +37,9 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM HUP
 
-start() {  # start NAME MODULE [HEALTH_PORT]: run `python -m MODULE` in the background, log to a file
-  LEADVIBE_HEALTH_PORT="${3:-}" "$VENV_BIN/python" -m "$2" >> "$LOGS/$1.log" 2>&1 &
+start() {  # start NAME MODULE [HEALTH_PORT]: run `python -m MODULE` in the background, log to a
+  # file, and start it again whenever it exits (scripts/supervise.sh), until Ctrl-C
+  LEADVIBE_HEALTH_PORT="${3:-}" supervise "$1" "$LOGS/$1.log" "$VENV_BIN/python" -m "$2" &
   pids+=($!)
 }
 start gateway ingest_gateway
@@ -61,7 +64,6 @@ echo "Consumers' health: scorers on http://127.0.0.1:$((HEALTH_BASE + 1))/health
   "$((HEALTH_BASE + SCORERS))/health, the trigger service on $((HEALTH_BASE + SCORERS + 1))/health"
 echo
 
-# Exit (and stop everything) as soon as any service dies, or on Ctrl-C.
-wait -n "${pids[@]}" || true
-echo "a service exited; see $LOGS" >&2
-exit 1
+# A service that dies is started again by its supervisor (a line on stderr says which, and
+# with what status); the others run on. Ctrl-C stops everything.
+wait

@@ -52,7 +52,11 @@ async def test_kafka_unreachable_means_503_at_once_and_the_gateway_still_starts(
 ) -> None:
     down = replace(settings, kafka_bootstrap_servers=f"127.0.0.1:{closed_port()}")
     async with gateway_client(down) as gateway:
-        assert (await gateway.get("/health")).status_code == 200
+        assert (await gateway.get("/health/live")).status_code == 200
+        health = await gateway.get("/health")
+        assert health.status_code == 503
+        assert health.json()["checks"]["kafka"]["ok"] is False
+        assert health.json()["checks"]["postgres"]["ok"] is True
         started = time.monotonic()
         response = await gateway.post(
             "/import", headers=tenant.headers, files={"file": ("events.csv", CSV)}
@@ -60,7 +64,7 @@ async def test_kafka_unreachable_means_503_at_once_and_the_gateway_still_starts(
         assert time.monotonic() - started < publishing.CONNECT_TIMEOUT
         assert response.status_code == 503
         assert response.headers["Retry-After"] == str(publishing.RETRY_AFTER)
-        assert response.json()["error"] == "unavailable"
+        assert response.json()["error"] == "kafka_unavailable"
         assert "nothing was accepted" in response.json()["detail"]
         live = await gateway.post(
             "/ingest", headers=tenant.headers, json={"lead_id": "x", "event_type": "a"}

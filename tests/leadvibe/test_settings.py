@@ -39,3 +39,20 @@ def test_secrets_stay_out_of_the_repr() -> None:
 def test_the_health_port_is_off_unless_set() -> None:
     assert Settings.from_env(BASE).health_port is None
     assert Settings.from_env(BASE | {"LEADVIBE_HEALTH_PORT": "8101"}).health_port == 8101
+
+
+def test_replication_is_a_setting_one_locally() -> None:
+    local = Settings.from_env(BASE)
+    assert (local.replication_factor, local.min_insync_replicas) == (1, 1)
+    production = Settings.from_env(
+        {**BASE, "LEADVIBE_REPLICATION_FACTOR": "3", "LEADVIBE_MIN_INSYNC_REPLICAS": "2"}
+    )
+    assert (production.replication_factor, production.min_insync_replicas) == (3, 2)
+    with pytest.raises(SettingsError, match="LEADVIBE_MIN_INSYNC_REPLICAS"):
+        Settings.from_env({**BASE, "LEADVIBE_MIN_INSYNC_REPLICAS": "2"})
+
+
+def test_the_gateway_instance_defaults_to_host_and_port() -> None:
+    assert Settings.from_env({**BASE, "LEADVIBE_PORT": "8123"}).gateway_instance.endswith(":8123")
+    named = Settings.from_env({**BASE, "LEADVIBE_GATEWAY_INSTANCE": "gw-1"})
+    assert named.gateway_instance == "gw-1"
