@@ -117,7 +117,7 @@ class World:
             await conn.close()
 
     async def until_applied(
-        self, import_id: str, at_least: int, during: str, timeout: float = 60.0
+        self, import_id: str, at_least: int, during: str, timeout: float = 90.0
     ) -> int:
         """Wait until ``at_least`` events of the import are applied, watching the services
         meanwhile; a problem (not an error) if it does not happen in time."""

@@ -58,25 +58,37 @@ SYSTEM_FAULT_TIMEOUT = 20.0
 async def world(tmp_path: Path) -> AsyncIterator[tuple[World, list[workload.Row]]]:
     rows = workload.rows()
     threshold = workload.threshold(workload.expected_scores(rows))
-    async with (
-        local_servers() as servers,
-        running_receiver() as receiver,
-        open_world(servers, receiver, tmp_path / "logs", threshold) as world,
-    ):
-        yield world, rows
+    started = time.monotonic()
+    async with local_servers() as servers, running_receiver() as receiver:
+        print(f"\n[set-up] Postgres and Kafka up in {time.monotonic() - started:.1f} s")
+        async with open_world(servers, receiver, tmp_path / "logs", threshold) as world:
+            print(f"[set-up] the services up in {time.monotonic() - started:.1f} s")
+            yield world, rows
 
 
-def say(started: float, message: str) -> None:
-    print(f"[{time.monotonic() - started:5.1f} s] {message}", flush=True)
+class Timeline:
+    """Progress lines (``pytest -s`` shows them): seconds since the start, events applied."""
+
+    def __init__(self, world: World, import_id: str) -> None:
+        self.world = world
+        self.import_id = import_id
+        self.started = time.monotonic()
+
+    async def __call__(self, message: str) -> None:
+        applied = await self.world.applied(self.import_id)
+        print(
+            f"[{time.monotonic() - self.started:5.1f} s, {applied:>7,} applied] {message}",
+            flush=True,
+        )
 
 
 async def test_faults_during_an_import_lose_nothing_double_nothing_and_stop_no_service(
     world: tuple[World, list[workload.Row]],
 ) -> None:
     w, rows = world
-    started = time.monotonic()
     key = str(uuid.uuid4())
     import_id = import_id_of(w.unit_id, key)
+    say = Timeline(w, import_id)
     # Checkpoints of progress at which the faults are injected: early enough that more
     # than half of the import is still to be scored when the last fault comes.
     percent = len(rows) // 100
@@ -87,13 +99,13 @@ async def test_faults_during_an_import_lose_nothing_double_nothing_and_stop_no_s
     await w.until_applied(import_id, 5 * percent, "before the Postgres kill")
     publishing = not upload.done()
     await w.servers.kill_postgres()
-    say(started, f"killed Postgres (the upload {'still' if publishing else 'no longer'} running)")
+    await say(f"killed Postgres (the upload {'still' if publishing else 'no longer'} running)")
     await asyncio.sleep(POSTGRES_OUTAGE)
     status, health = await w.fleet["gateway"].health(w.client)
     w.expect(status == 503, f"gateway /health during the Postgres outage: {status} {health}")
     await w.servers.start_postgres()
     await w.fleet.watch("the Postgres outage")
-    say(started, "Postgres started again")
+    await say("Postgres started again")
     accepted = await upload
     w.expect(accepted["imported"] == len(rows), f"the 202 of the upload: {accepted}")
     w.expect(accepted["import_id"] == import_id, f"the import id is {accepted['import_id']}")
@@ -102,10 +114,10 @@ async def test_faults_during_an_import_lose_nothing_double_nothing_and_stop_no_s
 
     # 2. The broker: kill -9, started again.
     await w.servers.kill_kafka()
-    say(started, "killed the broker")
+    await say("killed the broker")
     await w.servers.start_kafka()
     await w.fleet.watch("the broker outage")
-    say(started, "the broker started again")
+    await say("the broker started again")
     await w.until_applied(import_id, 35 * percent, "after the broker restart")
     await w.no_stray_dead_letters("after the broker restart")
 
@@ -113,7 +125,7 @@ async def test_faults_during_an_import_lose_nothing_double_nothing_and_stop_no_s
     for name in ("scorer-1", "triggers"):
         await w.fleet[name].kill()
         await w.fleet[name].start()
-    say(started, "killed and restarted scorer-1 and the trigger service")
+    await say("killed and restarted scorer-1 and the trigger service")
     await w.until_applied(import_id, 45 * percent, "after killing a scorer and the triggers")
     await w.no_stray_dead_letters("after killing a scorer and the triggers")
 
@@ -126,23 +138,23 @@ async def test_faults_during_an_import_lose_nothing_double_nothing_and_stop_no_s
             (overflow_key, workload.overflowing_event(w.unit_id)),
         ]
     )
-    say(started, f"poison records at (partition, offset) {sorted(poison)}")
+    await say(f"poison records at (partition, offset) {sorted(poison)}")
 
     # 5. A system fault: the scorers may no longer write events, then may again.
     await w.database(lambda c: c.execute(f"REVOKE INSERT ON events FROM {SCORER_ROLE}"))
-    say(started, "revoked INSERT on events from the scorers")
+    await say("revoked INSERT on events from the scorers")
     try:
         stopped = await wait_for(
             w.stopped_scorers, timeout=SYSTEM_FAULT_TIMEOUT, interval=0.1,
             what="a scorer to report on /health that it stopped",
         )  # fmt: skip
-        say(started, f"{', '.join(stopped)} reported stopped")
+        await say(f"{', '.join(stopped)} reported stopped")
     except AssertionError as exc:
         w.problems.note(f"the system fault: {exc}")
     await w.no_stray_dead_letters("during the system fault", poison)
     await w.fleet.watch("the system fault")
     await w.database(lambda c: c.execute(f"GRANT INSERT ON events TO {SCORER_ROLE}"))
-    say(started, "granted INSERT on events again")
+    await say("granted INSERT on events again")
 
     # The end: all applied, exact, no doubled firing, the dead letters are the poison.
     await w.until_applied(import_id, len(rows), "after the repair")
@@ -152,12 +164,12 @@ async def test_faults_during_an_import_lose_nothing_double_nothing_and_stop_no_s
         and status_body["status"] == "completed",
         f"GET /imports/{{id}} at the end: {status_body}",
     )
-    say(started, "the import is applied")
+    await say("the import is applied")
     await check_scores(w, rows)
     await check_firings(w, rows)
     await check_dead_letters(w, poison)
     await w.fleet.watch("the end")
-    say(started, "done")
+    await say("done")
     assert not w.problems, "\n\n".join(w.problems)
 
 
