@@ -221,9 +221,16 @@ async def local_servers() -> AsyncIterator[Servers]:
     kafka_port = free_port()
     servers = Servers(folder, free_port(), kafka_port, free_port())
     try:
-        await asyncio.gather(servers.start_postgres(), servers.start_kafka())
-        await servers.leadvibe("migrate")
-        await servers.leadvibe("topics", "create")
+
+        async def postgres() -> None:
+            await servers.start_postgres()
+            await servers.leadvibe("migrate")
+
+        async def kafka() -> None:
+            await servers.start_kafka()
+            await servers.leadvibe("topics", "create")
+
+        await asyncio.gather(postgres(), kafka())
         yield servers
     finally:
         await asyncio.gather(servers.stop_kafka(), servers.stop_postgres())
