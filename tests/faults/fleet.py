@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 
-from bench.processes import ROOT, free_port, tail
+from bench.processes import ROOT, tail
+from tests.faults.servers import free_port
 
 
 class Problems(list[str]):

@@ -21,7 +21,8 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.processes import ROOT, free_port, local_dir
+from bench.processes import ROOT, local_dir
+from bench.processes import free_port as any_free_port
 from tests.waiting import wait_for
 
 SCRIPTS = ROOT / "scripts"
@@ -31,6 +32,20 @@ START_TIMEOUT = 120.0
 PARTITIONS = 4
 """Partitions of the events and scored topics: two for each of the two scorers."""
 DATABASE = "leadvibe"
+
+
+CONVENTIONAL_PORTS = (range(8000, 9000), range(39000, 40000), range(55000, 56000))
+"""Where the project's stacks listen by convention (LEADVIBE_PORT, KAFKA_PORT, PG_PORT, and
+each session's own near them): a port free now there may be another stack's that is
+merely down, and taking it would break that stack's next start."""
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (bind-to-0), outside CONVENTIONAL_PORTS."""
+    while True:
+        port = any_free_port()
+        if not any(port in ports for ports in CONVENTIONAL_PORTS):
+            return port
 
 
 def kafka_libs() -> Path:
