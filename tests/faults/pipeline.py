@@ -50,6 +50,7 @@ class World:
     trigger_id: str
     threshold: int
     logs: Path
+    _probe: asyncpg.Connection | None = None
 
     @property
     def problems(self) -> Problems:
@@ -99,22 +100,26 @@ class World:
         return body
 
     async def applied(self, import_id: str) -> int:
-        """The import's applied count, read from Postgres (-1 while it does not answer)."""
+        """The import's applied count, read from Postgres (-1 while it does not answer).
+
+        Over one connection, opened again only after a failure: a connection per probe
+        would leave thousands of sockets in TIME_WAIT on ephemeral ports, one of which
+        may be the fixed port another stack on this machine is about to listen on."""
         try:
-            conn = await asyncpg.connect(self.servers.database_url(), timeout=2)
-        except DB_ERRORS:
-            return -1
-        try:
-            n = await conn.fetchval(
+            if self._probe is None or self._probe.is_closed():
+                self._probe = await asyncpg.connect(self.servers.database_url(), timeout=2)
+            n = await self._probe.fetchval(
                 "SELECT applied FROM import_progress WHERE unit_id = $1 AND import_id = $2",
                 self.unit_id,
                 import_id,
+                timeout=2,
             )
             return int(n or 0)
         except DB_ERRORS:
+            if self._probe is not None:
+                self._probe.terminate()
+                self._probe = None
             return -1
-        finally:
-            await conn.close()
 
     async def until_applied(
         self, import_id: str, at_least: int, during: str, timeout: float = 90.0
@@ -307,8 +312,13 @@ async def open_world(
             )
             assert response.status_code == 201, response.text
             await seed_overflow_lead(servers, unit_id, ruleset_ids[0])
-            yield World(
+            world = World(
                 servers, fleet, client, receiver, unit_id, response.json()["id"], threshold, logs
             )
+            try:
+                yield world
+            finally:
+                if world._probe is not None:
+                    world._probe.terminate()
     finally:
         await fleet.stop()
