@@ -27,8 +27,19 @@ write_config() {
   } > "$DIR/server.properties"
 }
 
-JAVA=(java -Xmx"$KAFKA_HEAP" -Xms"$KAFKA_HEAP" -XX:+UseG1GC
+# KAFKA_JVM_OPTS: more JVM flags (the fault suite starts brokers with
+# -XX:TieredStopAtLevel=1: about half the CPU to start, on a busy machine half the time).
+# shellcheck disable=SC2206
+JAVA=(java -Xmx"$KAFKA_HEAP" -Xms"$KAFKA_HEAP" -XX:+UseG1GC ${KAFKA_JVM_OPTS:-}
   -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" -cp "$LIBS/*")
+
+# A cluster id as `StorageTool random-uuid` makes one (16 random bytes, URL-safe base64
+# without padding, not starting with "-"), without starting a JVM for it.
+cluster_id() {
+  local id
+  id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  echo "${id/#-/A}"
+}
 
 start() {
   if port_open "$KAFKA_PORT"; then
@@ -41,7 +52,7 @@ start() {
   if [ ! -f "$DIR/data/meta.properties" ]; then
     echo "kafka: formatting storage in $DIR/data (once)"
     "${JAVA[@]}" kafka.tools.StorageTool format --standalone \
-      -t "$("${JAVA[@]}" kafka.tools.StorageTool random-uuid)" \
+      -t "$(cluster_id)" \
       -c "$DIR/server.properties" > "$DIR/format.log"
   fi
   echo "kafka: starting on 127.0.0.1:$KAFKA_PORT (log: $DIR/kafka.log)"
