@@ -10,7 +10,9 @@ It gives exactly-once *effects* over at-least-once delivery (DESIGN.md decision 
 - failures are classified by cause (:mod:`leadvibe.failures`). A **record fault** (the
   record cannot be decoded, the handler rejects it, or storing it fails on its values)
   sends that record to the dead letters and the partition moves on: when the batch
-  fails on one, it is retried record by record, each under a savepoint;
+  fails on one, its halves are retried, each under a savepoint, and the half that fails
+  is halved again, down to the records at fault (about twice the batch's work for one
+  poison record, where record by record cost 15-18 ms a record);
 - a **system fault** (connection, permission, schema, timeout, disk, broker, or a bug),
   in the batch or in any single record, dead-letters nothing and stores no offset: the
   batch's partitions stop, the loop rewinds to the stored offsets and tries again after
@@ -291,11 +293,12 @@ class ConsumeLoop(Generic[R]):
                 if classify(exc) is Fault.SYSTEM:
                     raise
                 log.warning(
-                    "batch failed on a record fault (%s); handling its %d records one by one",
+                    "batch failed on a record fault (%s); finding the records at fault among "
+                    "its %d by halves",
                     describe(exc),
                     len(decoded),
                 )
-                rejected = await self._one_by_one(conn, decoded)
+                rejected = await self._by_halves(conn, decoded)
             dead = [self._dead_letter(raw, r) for r in [*undecodable, *rejected]]
             if dead:
                 await publish_all(self.producer, self.deadletter_topic, dead)
@@ -306,17 +309,27 @@ class ConsumeLoop(Generic[R]):
             await _store_offsets(conn, self.group, self.topic, next_offsets)
         self.batches += 1
 
-    async def _one_by_one(self, conn: Connection, decoded: Sequence[Consumed[R]]) -> list[Rejected]:
+    async def _by_halves(self, conn: Connection, decoded: Sequence[Consumed[R]]) -> list[Rejected]:
+        """Handle ``decoded``, which failed on a record fault, as two halves in order, each
+        under a savepoint; a half that fails again is halved in turn, and a single record
+        that fails is rejected. A system fault anywhere raises: the whole batch is undone
+        and retried, never dead-lettered for it."""
+        middle = len(decoded) // 2
         rejected: list[Rejected] = []
-        for item in decoded:
+        for half in (decoded[:middle], decoded[middle:]):
+            if not half:
+                continue
             try:
                 async with conn.transaction():
-                    rejected.extend(await self.handler(conn, [item]))
+                    rejected.extend(await self.handler(conn, half))
             except Exception as exc:
                 if classify(exc) is Fault.SYSTEM:
-                    raise  # the whole batch is undone and retried: never dead-letter for it
-                reason = f"handler failed: {describe(exc)}"
-                rejected.append(Rejected(item.partition, item.offset, reason))
+                    raise
+                if len(half) > 1:
+                    rejected.extend(await self._by_halves(conn, half))
+                else:
+                    reason = f"handler failed: {describe(exc)}"
+                    rejected.append(Rejected(half[0].partition, half[0].offset, reason))
         return rejected
 
     def _decode(

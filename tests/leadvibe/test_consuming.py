@@ -59,7 +59,7 @@ async def _apply(conn: Connection, batch: Sequence[Consumed[LeadEvent]]) -> list
 
 
 @contextlib.asynccontextmanager
-async def _loop_running(settings: Settings) -> AsyncIterator[None]:
+async def _loop_running(settings: Settings, handler: object = _apply) -> AsyncIterator[None]:
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_consumer(
@@ -67,7 +67,7 @@ async def _loop_running(settings: Settings) -> AsyncIterator[None]:
             topic=settings.topics.events,
             group=GROUP,
             record_type=LeadEvent,
-            make_handler=lambda pool, producer: _apply,  # type: ignore[arg-type,return-value]
+            make_handler=lambda pool, producer: handler,  # type: ignore[arg-type,return-value]
             stop=stop,
             max_records=50,
         )
@@ -153,6 +153,31 @@ async def test_bad_records_go_to_dead_letters_and_the_partition_moves_on(
     assert reasons[2] == "refused by the handler"
     assert {letter.value for letter in letters} == set(values[1:4])
     assert all(letter.consumer_group == GROUP for letter in letters)
+
+
+@pytest.mark.usefixtures("applied_table")
+async def test_a_poison_record_is_found_by_halves_not_record_by_record(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """One poison record in a batch of 50: the handler runs on halves of halves, about
+    2 log2(50) times, not once a record (which cost 15-18 ms a record in the scorer)."""
+    sizes: list[int] = []
+
+    async def counting(conn: Connection, batch: Sequence[Consumed[LeadEvent]]) -> list[Rejected]:
+        sizes.append(len(batch))
+        return await _apply(conn, batch)
+
+    values = [encode(_event(n, "poison" if n == 37 else "page_view")) for n in range(50)]
+    await _publish(settings, values)  # one key: one partition, one batch of max_records
+    async with _loop_running(settings, counting):
+        await wait_for(lambda: _applied(pool), until=lambda a: len(a) >= 49, what="good records")
+        [letter] = await _dead_letters(settings, 1)
+
+    assert sorted(await _applied(pool)) == sorted(f"e{n}" for n in range(50) if n != 37)
+    assert letter.value == values[37]
+    assert sum(sizes) <= 3 * 50, sizes  # the batch, then halves: about twice its work
+    assert len(sizes) <= 1 + 2 * 6, sizes  # 2 per halving, log2(50) < 6 halvings
+    assert sizes.count(1) <= 2, sizes
 
 
 @pytest.mark.usefixtures("applied_table")
