@@ -46,6 +46,7 @@ from tests.waiting import wait_for
 WHY_NOT = unavailable()
 pytestmark = [
     pytest.mark.faults,
+    pytest.mark.xdist_group("faults"),  # `make test` runs two workers: this suite on one
     pytest.mark.skipif(WHY_NOT is not None, reason=f"fault suite: {WHY_NOT}"),
 ]
 
