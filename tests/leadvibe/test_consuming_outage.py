@@ -79,31 +79,19 @@ async def test_a_failed_rewind_is_retried_and_no_record_is_skipped(
         return await real_load_offsets(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(consuming, "load_offsets", load_offsets)
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_consumer(
-            settings,
-            topic=settings.topics.events,
-            group="test-outage",
-            record_type=LeadEvent,
-            make_handler=lambda pool, producer: handler,
-            stop=stop,
-        )
-    )
 
     async def count() -> int:
         n: int = await pool.fetchval("SELECT count(*) FROM applied")
         return n
 
-    try:
-        async with open_producer(settings.kafka_bootstrap_servers) as producer:
-            await publish_all(producer, settings.topics.events, _events(range(10)))
-            await wait_for(count, until=lambda n: n == 10, what="the first 10 applied")
-            await publish_all(producer, settings.topics.events, _events(range(10, 20)))
-            await wait_for(count, until=lambda n: n == 20, what="the batch that failed applied")
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
+    async with (
+        _running(settings, handler),
+        open_producer(settings.kafka_bootstrap_servers) as producer,
+    ):
+        await publish_all(producer, settings.topics.events, _events(range(10)))
+        await wait_for(count, until=lambda n: n == 10, what="the first 10 applied")
+        await publish_all(producer, settings.topics.events, _events(range(10, 20)))
+        await wait_for(count, until=lambda n: n == 20, what="the batch that failed applied")
     assert outage["loads_refused"] == 2
     applied = await pool.fetch("SELECT event_id FROM applied")
     assert sorted(r["event_id"] for r in applied) == sorted(f"e{n}" for n in range(20))
