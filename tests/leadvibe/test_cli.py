@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import asyncpg
 import pytest
@@ -15,11 +16,13 @@ from leadvibe.tenancy import authenticate, hash_token
 pytestmark = pytest.mark.integration
 
 
-def _leadvibe(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def _leadvibe(settings: Settings, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """``leadvibe ARGS`` as a process, in the test's database and topics (``environ`` over)."""
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "LEADVIBE_TOPIC_NAMESPACE": settings.topics.namespace,
+        **environ,
     }
     return subprocess.run(
         [sys.executable, "-m", "leadvibe.cli", *args],
@@ -100,3 +103,18 @@ async def test_aliases_collisions_prints_each_group_with_its_leads(
     every = _leadvibe(settings, "aliases", "collisions")
     assert every.returncode == 0, every.stderr
     assert "ou_2 email '\u00e9@x.fr': stale" in every.stdout
+
+
+def test_topics_create_names_the_setting_when_the_cluster_is_too_small(
+    settings: Settings,
+) -> None:
+    result = _leadvibe(
+        settings,
+        "topics",
+        "create",
+        LEADVIBE_TOPIC_NAMESPACE=f"test.replication_{uuid.uuid4().hex[:8]}",
+        LEADVIBE_REPLICATION_FACTOR="3",
+        LEADVIBE_MIN_INSYNC_REPLICAS="2",
+    )
+    assert result.returncode == 1
+    assert "LEADVIBE_REPLICATION_FACTOR is 3 but the Kafka cluster has 1 broker" in result.stderr
