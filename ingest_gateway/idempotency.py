@@ -3,19 +3,27 @@
 The same key from the same unit gives the same import id and the same event ids, so a
 request retried after a 503 or a dropped connection publishes events under ids the scorer
 has already counted, if it has: nothing is counted twice. Without a key, ids are random.
+An import's event ids carry its stored creation time, so that they sort by upload and the
+events table's key appends (the retry reuses the stored time, never the clock).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Final
 
 from starlette.requests import Request
 
 from ingest_gateway.errors import BadRequest
-from schemas.ids import derived_id, derived_ids, sortable_id
+from schemas.ids import derived_id, derived_ids, ordered_ids, sortable_id
 
 KEY_LIMIT: Final = 255
+
+ORDERED: Final = "ordered"
+"""The form of an import's event ids (``imports.event_ids``): sortable, by row."""
+UUID5: Final = "uuid5"
+"""The form of the event ids of an import recorded before migration 0008: a uuid5 each."""
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -37,17 +45,28 @@ def import_id_of(unit_id: str, key: str | None) -> str:
     return "imp_" + derived_id(unit_id, key) if key is not None else sortable_id("imp_")
 
 
-def import_event_ids(unit_id: str, import_id: str, key: str | None) -> Callable[[int], str]:
+def import_event_ids(
+    unit_id: str, import_id: str, key: str | None, created_at: datetime, *, form: str = ORDERED
+) -> Callable[[int], str]:
     """Spreadsheet row number → the id of that row's event.
 
-    With a key: ``derived_id(unit, key, row)``. Without one the import id is random, and
-    the event ids derive from it (``derived_id(unit, import_id, "row", row)``): as unique as
-    random ids, at a fraction of the cost per row; "row" keeps them apart from keyed ids.
+    ``ev_`` + a sortable id (:func:`schemas.ids.ordered_ids`): the import's stored creation
+    time ``created_at``, the row number, and a hash of (unit, key), or, without a key, of
+    (unit, import id, "row"). A retry reuses the import's row and so its creation time:
+    the same key gives the same ids. Ids sort by import, then row, so the events table's
+    key grows at its right edge.
+
+    ``form="uuid5"`` is for an import recorded before ids took this form (migration 0008):
+    ``derived_id(unit, key, row)``, or ``derived_id(unit, import_id, "row", row)``.
     """
-    derive = (
-        derived_ids(unit_id, key) if key is not None else derived_ids(unit_id, import_id, "row")
-    )
-    return lambda row: derive(str(row))
+    if form == UUID5:
+        derive = (
+            derived_ids(unit_id, key) if key is not None else derived_ids(unit_id, import_id, "row")
+        )
+        return lambda row: derive(str(row))
+    millis = int(created_at.timestamp() * 1000)
+    parts = (unit_id, key) if key is not None else (unit_id, import_id, "row")
+    return ordered_ids("ev_", millis, *parts)
 
 
 def ingest_event_ids(unit_id: str, key: str | None, count: int) -> list[str]:

@@ -46,7 +46,10 @@ class ImportRecord:
     ignored_columns: list[str]
     failure: str | None
     created_at: datetime
+    """When the first try was received; the time part of the import's event ids."""
     completed_at: datetime | None
+    event_ids: str
+    """The form of its event ids: ``ordered``, or ``uuid5`` if recorded before 0008."""
     applied: int
     """Events of the import the scorer has applied so far."""
     last_applied_at: datetime | None
@@ -60,7 +63,7 @@ async def find(pool: asyncpg.Pool, unit_id: str, import_id: str) -> ImportRecord
     row = await pool.fetchrow(
         """SELECT i.unit_id, i.import_id, i.status, i.skip_triggers, i.imported, i.errors,
                   i.error_rows::text AS error_rows, i.ignored_columns, i.failure,
-                  i.created_at, i.completed_at,
+                  i.created_at, i.completed_at, i.event_ids,
                   coalesce(p.applied, 0) AS applied, p.last_applied_at
            FROM imports AS i
            LEFT JOIN import_progress AS p
@@ -83,19 +86,26 @@ async def begin(
     unit_id: str,
     import_id: str,
     idempotency_key: str | None,
+    created_at: datetime,
     skip_triggers: bool,
     imported: int,
     errors: int,
     error_rows: Sequence[RowError],
     ignored_columns: Sequence[str],
     publisher: Publisher,
-) -> bool:
-    """Record the import as publishing; False if an import of that id is completed already."""
-    status: str = await pool.execute(
+) -> datetime | None:
+    """Record the import as publishing; None if an import of that id is completed already.
+
+    Returns the import's stored creation time: ``created_at`` for a new row, the first
+    try's when a retry takes an existing row over (a try with the same key may have
+    recorded it since this one looked).
+    """
+    stored: datetime | None = await pool.fetchval(
         """INSERT INTO imports AS i
                (unit_id, import_id, idempotency_key, status, skip_triggers, imported, errors,
-                error_rows, ignored_columns, publisher, publisher_boot, publishing_since)
-           VALUES ($1, $2, $3, 'publishing', $4, $5, $6, $7::jsonb, $8, $9, $10, now())
+                error_rows, ignored_columns, publisher, publisher_boot, publishing_since,
+                created_at)
+           VALUES ($1, $2, $3, 'publishing', $4, $5, $6, $7::jsonb, $8, $9, $10, now(), $11)
            ON CONFLICT (unit_id, import_id) DO UPDATE
                SET status = 'publishing', skip_triggers = EXCLUDED.skip_triggers,
                    imported = EXCLUDED.imported, errors = EXCLUDED.errors,
@@ -104,7 +114,8 @@ async def begin(
                    failure = NULL, completed_at = NULL,
                    publisher = EXCLUDED.publisher, publisher_boot = EXCLUDED.publisher_boot,
                    publishing_since = EXCLUDED.publishing_since
-               WHERE i.status <> 'completed'""",
+               WHERE i.status <> 'completed'
+           RETURNING i.created_at""",
         unit_id,
         import_id,
         idempotency_key,
@@ -115,8 +126,9 @@ async def begin(
         list(ignored_columns),
         publisher.instance,
         publisher.boot,
+        created_at,
     )
-    return status == "INSERT 0 1"
+    return stored
 
 
 async def complete(pool: asyncpg.Pool, unit_id: str, import_id: str, publisher: Publisher) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -27,7 +28,7 @@ from ingest_gateway.bodies import path_text
 from ingest_gateway.csv_rows import FileRejected, ImportRows, RowError, TooManyRows
 from ingest_gateway.errors import BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from ingest_gateway.events import shown
-from ingest_gateway.idempotency import idempotency_key, import_event_ids, import_id_of
+from ingest_gateway.idempotency import ORDERED, idempotency_key, import_event_ids, import_id_of
 from ingest_gateway.publishing import ensure_reachable, publish
 from ingest_gateway.responses import JSON
 from ingest_gateway.spool import EventSpool
@@ -87,6 +88,8 @@ class ImportUpload:
         import_id: str,
         key: str | None,
         received_at: datetime,
+        created_at: datetime,
+        id_form: str,
         skip_triggers: SkipTriggers,
         spool: EventSpool,
     ) -> None:
@@ -94,6 +97,9 @@ class ImportUpload:
         self.import_id = import_id
         self.key = key
         self.received_at = received_at
+        self.created_at = created_at
+        """The import's creation time, as stored (a retry's is the first try's): its ids'."""
+        self.id_form = id_form
         self.skip_triggers = skip_triggers
         self.spool = spool
         self.rows: ImportRows | None = None
@@ -126,7 +132,9 @@ class ImportUpload:
                 import_id=self.import_id,
                 skip_triggers=self.skip_triggers.value,
                 received_at=self.received_at,
-                event_id=import_event_ids(self.unit_id, self.import_id, self.key),
+                event_id=import_event_ids(
+                    self.unit_id, self.import_id, self.key, self.created_at, form=self.id_form
+                ),
             )
         return self.rows
 
@@ -196,12 +204,13 @@ async def post_import(request: Request) -> JSON:
     for raw in request.query_params.getlist("skip_triggers"):
         skip_triggers.add(raw, "query")
     import_id = import_id_of(unit_id, key)
+    earlier = None
     if key is not None:
-        done = await import_store.find(state.pool, unit_id, import_id)
-        if done is not None and done.status == "completed":
-            return _replay(done)
+        earlier = await import_store.find(state.pool, unit_id, import_id)
+        if earlier is not None and earlier.status == "completed":
+            return _replay(earlier)
     with state.uploads.take(unit_id):
-        return await _import(request, state, unit_id, import_id, key, skip_triggers)
+        return await _import(request, state, unit_id, import_id, key, skip_triggers, earlier)
 
 
 async def _import(
@@ -211,16 +220,24 @@ async def _import(
     import_id: str,
     key: str | None,
     skip_triggers: SkipTriggers,
+    earlier: import_store.ImportRecord | None,
 ) -> JSON:
-    """Read, check, spool and publish the file of one import, holding its upload slot."""
+    """Read, check, spool and publish the file of one import, holding its upload slot.
+
+    ``earlier`` is the row a failed or unfinished try with the same key left: its creation
+    time and id form make this try's event ids the same as that one's.
+    """
     await ensure_reachable(state.producer)  # before reading a file that could not be published
 
     with EventSpool() as spool:
+        received_at = datetime.now(UTC)
         upload = ImportUpload(
             unit_id=unit_id,
             import_id=import_id,
             key=key,
-            received_at=datetime.now(UTC),
+            received_at=received_at,
+            created_at=earlier.created_at if earlier is not None else received_at,
+            id_form=earlier.event_ids if earlier is not None else ORDERED,
             skip_triggers=skip_triggers,
             spool=spool,
         )
@@ -237,23 +254,35 @@ async def _import(
         assert rows.header is not None
         ignored_columns = list(rows.header.ignored_columns)
         skip = skip_triggers.value
-        if not await import_store.begin(
+        stored = await import_store.begin(
             state.pool,
             unit_id=unit_id,
             import_id=import_id,
             idempotency_key=key,
+            created_at=upload.created_at,
             skip_triggers=skip,
             imported=len(spool),
             errors=upload.errors,
             error_rows=upload.error_rows,
             ignored_columns=ignored_columns,
             publisher=state.publisher,
-        ):  # a retry with the same key completed while this one was reading
+        )
+        if stored is None:  # a retry with the same key completed while this one was reading
             done = await import_store.find(state.pool, unit_id, import_id)
             assert done is not None
             return _replay(done)
+        # A try with the same key recorded the import while this one was reading: its
+        # creation time names the events (ids_from).
+        ids_from = None if stored == upload.created_at else stored
         try:
-            await _publish(state, spool, rewrite_skip=None if skip == rows.skip_triggers else skip)
+            await _publish(
+                state,
+                spool,
+                rewrite_skip=None if skip == rows.skip_triggers else skip,
+                ids=None
+                if ids_from is None
+                else import_event_ids(unit_id, import_id, key, ids_from),
+            )
         except ServiceUnavailable as exc:
             await import_store.fail(state.pool, unit_id, import_id, exc.detail, state.publisher)
             raise
@@ -267,24 +296,33 @@ async def _import(
         )
 
 
-async def _publish(state: GatewayState, spool: EventSpool, *, rewrite_skip: bool | None) -> None:
+async def _publish(
+    state: GatewayState,
+    spool: EventSpool,
+    *,
+    rewrite_skip: bool | None,
+    ids: Callable[[int], str] | None = None,
+) -> None:
     """Publish the spooled events, in order, as one stream of record batches.
 
     ``rewrite_skip`` is set when a skip_triggers form field came after the file, so that
-    the events were spooled with the flag as it was before.
+    the events were spooled with the flag as it was before; ``ids`` when the events were
+    named after another creation time than the import's stored one (row → event id).
     """
     records = (record for batch in spool.batches() for record in batch)
-    if rewrite_skip is not None:
-        records = (
-            (
-                key,
-                encode(
-                    msgspec.structs.replace(decode(value, LeadEvent), skip_triggers=rewrite_skip)
-                ),
-            )
-            for key, value in records
-        )
+    if rewrite_skip is not None or ids is not None:
+        records = ((key, _rewritten(value, rewrite_skip, ids)) for key, value in records)
     await publish(state.producer, state.settings.topics.events, records)
+
+
+def _rewritten(value: bytes, skip: bool | None, ids: Callable[[int], str] | None) -> bytes:
+    event = decode(value, LeadEvent)
+    changes: dict[str, object] = {}
+    if skip is not None:
+        changes["skip_triggers"] = skip
+    if ids is not None and event.row is not None:
+        changes["event_id"] = ids(event.row)
+    return encode(msgspec.structs.replace(event, **changes))
 
 
 async def get_import(request: Request) -> JSON:

@@ -59,3 +59,41 @@ def derived_ids(*parts: str) -> Callable[[str], str]:
 
 
 _VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
+
+
+ROW_BITS = 35
+"""Bits of the row number in :func:`ordered_ids`' ids: rows 0 to 34,359,738,367."""
+_DIGITS2 = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+_DIGITS3 = [a + bc for a in _CROCKFORD for bc in _DIGITS2]
+
+
+def ordered_ids(prefix: str, millis: int, *parts: str) -> Callable[[int], str]:
+    """Row number → ``prefix`` + a :func:`sortable_id` that is the same for the same inputs.
+
+    Its time is ``millis`` (a stored time, such as an import's creation: never the clock,
+    so that a retry gives the same ids); its 80 other bits are the row number (35 bits,
+    7 digits) then 45 bits (9 digits) of a hash of ``parts``. So the ids of one upload sort
+    by row, after every id made earlier, and a btree keyed by them grows at its right edge
+    instead of splitting pages all over (README "Performance"); two uploads made in the
+    same millisecond differ by their parts' hash. One table look-up per 2 or 3 digits:
+    about as fast as :func:`derived_ids`' one hash a row.
+    """
+    head = sortable_id(prefix, millis=millis, entropy=bytes(10))[: len(prefix) + 10]
+    digest = hashlib.sha1(_EVENT_NAMESPACE.bytes + "\x1f".join(parts).encode()).digest()
+    tail = sortable_id("", millis=0, entropy=digest)[-9:]  # the digest's last 45 bits
+    digits2, digits3 = _DIGITS2, _DIGITS3
+
+    def derive(row: int) -> str:
+        if not 0 <= row < 1 << ROW_BITS:
+            raise ValueError(f"row {row} is not in 0 to 2**{ROW_BITS} - 1")
+        return head + digits2[row >> 25] + digits2[row >> 15 & 1023] + digits3[row & 32767] + tail
+
+    return derive
+
+
+def id_millis(sortable: str, prefix: str) -> int:
+    """The milliseconds of a :func:`sortable_id` (or :func:`ordered_ids`) id."""
+    value = 0
+    for char in sortable[len(prefix) : len(prefix) + 10]:
+        value = value * 32 + _CROCKFORD.index(char)
+    return value

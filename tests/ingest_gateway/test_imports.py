@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from ingest_gateway import imports
+from ingest_gateway import import_store, imports
 from ingest_gateway.app import create_app
 from ingest_gateway.errors import ServiceUnavailable
+from ingest_gateway.idempotency import import_event_ids
 from leadvibe.settings import Settings
 from schemas import Alias
 from schemas.ids import derived_id
@@ -476,9 +478,11 @@ async def test_a_repeated_keyed_import_answers_the_first_result_and_publishes_no
     assert body["import_id"] == "imp_" + derived_id(tenant.unit_id, "upload-7")
     assert "Idempotent-Replayed" not in first.headers
     events = await published(settings)
-    assert sorted(e.event_id for _, e in events) == sorted(
-        derived_id(tenant.unit_id, "upload-7", str(row)) for row in (2, 3, 4)
+    detail = (await gateway.get(f"/imports/{body['import_id']}", headers=tenant.headers)).json()
+    ids = import_event_ids(
+        tenant.unit_id, body["import_id"], "upload-7", datetime.fromisoformat(detail["created_at"])
     )
+    assert sorted(e.event_id for _, e in events) == [ids(row) for row in (2, 3, 4)]
     assert set(times_published(events).values()) == {1}
 
     again = await upload(gateway, tenant, BY_LEAD_ID, key="upload-7")
@@ -542,6 +546,42 @@ async def test_a_retry_after_a_half_published_failure_is_counted_once(
     assert applied == 40
     accepted(await upload(gateway, tenant, data, key="retry-me"))  # a third time: a replay
     assert await published_count(settings) == 60
+
+
+async def test_a_retry_racing_the_first_try_publishes_the_first_tries_ids(
+    gateway: httpx.AsyncClient,
+    tenant: Tenant,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Event ids carry the import's stored creation time. A retry that did not see the
+    first try's row when it began (both were reading their files) names its events after
+    its own time, learns the stored one when it records the import, and publishes under
+    the first try's ids all the same."""
+    data = b"lead_id,event_type,timestamp\n" + b"ld_1,page_view,2025-06-15T10:30:00Z\n" * 5
+    real_publish = imports.publish
+
+    async def fail(producer: Any, topic: str, records: Any) -> None:
+        raise ServiceUnavailable("Kafka went away.", retry_after=5)
+
+    monkeypatch.setattr(imports, "publish", fail)
+    assert (await upload(gateway, tenant, data, key="racing")).status_code == 503
+    monkeypatch.setattr(imports, "publish", real_publish)
+
+    real_find = import_store.find
+    calls = 0
+
+    async def not_yet(*args: Any) -> import_store.ImportRecord | None:
+        nonlocal calls
+        calls += 1
+        return None if calls == 1 else await real_find(*args)
+
+    monkeypatch.setattr(import_store, "find", not_yet)
+    body = accepted(await upload(gateway, tenant, data, key="racing"))
+    detail = (await gateway.get(f"/imports/{body['import_id']}", headers=tenant.headers)).json()
+    created = datetime.fromisoformat(detail["created_at"])
+    ids = import_event_ids(tenant.unit_id, body["import_id"], "racing", created)
+    assert sorted(e.event_id for _, e in await published(settings)) == [ids(r) for r in range(2, 7)]
 
 
 # -- Organizational Units -----------------------------------------------------------------

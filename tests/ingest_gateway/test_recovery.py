@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -138,6 +139,7 @@ async def test_only_imports_whose_publisher_is_gone_are_marked(
             unit_id=tenant.unit_id,
             import_id=import_id,
             idempotency_key=key,
+            created_at=datetime.now(UTC),
             skip_triggers=False,
             imported=1,
             errors=0,
