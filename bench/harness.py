@@ -267,7 +267,7 @@ class Harness:
         self.table.add(
             Figure(
                 "6",
-                "  the same into a table with events' key and 3 indexes",
+                "  the same into a table with events' key and indexes",
                 "rows/s",
                 [r.indexed_rows_per_second for r in runs],
             )

@@ -5,7 +5,8 @@ GET /leads?email=...          the lead owning an alias (also external_id, phone,
                               found by the normalised value
 GET /leads                    leads by score, highest first (page, limit)
 GET /lead/{lead_id}/aliases   a lead's aliases (also under /leads/{lead_id}/aliases)
-GET /events                   events, newest first (lead_id, event_type, page, limit)
+GET /events                   events, newest first (lead_id, event_type, page, limit): a
+                              lead's by their time, the unit's by when they were received
 GET /alias-conflicts          aliases an event named but another lead owns (lead_id, page, limit)
 
 Lists answer ``{"<items>": [...], "page": n, "limit": n, "next_page": n or null}``; pages
@@ -156,17 +157,28 @@ def _filters(request: Request, unit_id: str, names: tuple[str, ...]) -> tuple[st
     return " AND ".join(conditions), args
 
 
+# A lead's events by their own time, newest first (the covering index events_by_lead);
+# the unit's events newest received first: by event id, which sorts by the time the gateway
+# accepted the event (an import's by the upload, then row), in the primary key's order. An
+# index on the events' own time for the unit-wide list cost a random insert per event
+# applied (README "Performance"); it was dropped by migration 0008.
+_BY_LEAD_TIME = "ORDER BY occurred_at DESC, event_id DESC"
+_BY_RECEIPT = "ORDER BY event_id DESC"
+
+
 async def list_events(request: Request) -> Response:
-    """GET /events?lead_id=&event_type=&page=&limit=: newest first (by the event's time)."""
+    """GET /events?lead_id=&event_type=&page=&limit=: newest first; a lead's by the events'
+    time, the unit's by the time they were received."""
     principal = await require_principal(request)
     page = Page.of(request)
     where, args = _filters(request, principal.unit_id, ("lead_id", "event_type"))
+    order = _BY_LEAD_TIME if query_text(request, "lead_id") else _BY_RECEIPT
     n = len(args)
     rows = await state_of(request).pool.fetch(
         f"""SELECT event_id, lead_id, event_type, occurred_at, source, skip_triggers,
                    import_id, import_row, points, score_after, metadata, scored_at
             FROM events WHERE {where}
-            ORDER BY occurred_at DESC, event_id DESC LIMIT ${n + 1} OFFSET ${n + 2}""",
+            {order} LIMIT ${n + 1} OFFSET ${n + 2}""",
         *args,
         page.fetch,
         page.offset,

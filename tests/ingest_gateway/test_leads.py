@@ -64,3 +64,37 @@ async def test_alias_lookup_takes_one_alias(gateway: httpx.AsyncClient, tenant: 
     empty = await gateway.get("/leads?phone=abc", headers=tenant.headers)
     assert empty.status_code == 400
     assert (await gateway.get("/leads", headers={})).status_code == 401
+
+
+async def _event(pool: asyncpg.Pool, unit_id: str, event_id: str, lead_id: str, day: int) -> None:
+    await pool.execute(
+        """INSERT INTO events (unit_id, event_id, lead_id, event_type, occurred_at, source,
+                               skip_triggers, points, score_after)
+           VALUES ($1, $2, $3, 'page_view', make_date(2025, 6, $4), 'api', false, 1, 1)""",
+        unit_id,
+        event_id,
+        lead_id,
+        day,
+    )
+
+
+async def test_events_list_newest_received_first_and_a_leads_by_their_time(
+    gateway: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """The unit's events come in the order of their ids (the time the gateway accepted
+    them), served by the primary key; a lead's by the events' own time (events_by_lead).
+    Here an import of old events was received after a live one."""
+    await _event(pool, tenant.unit_id, "ev_01a", "ld_a", 20)  # live, received first
+    await _event(pool, tenant.unit_id, "ev_01b", "ld_a", 1)  # imported later, old events
+    await _event(pool, tenant.unit_id, "ev_01c", "ld_b", 2)
+    unit = (await gateway.get("/events", headers=tenant.headers)).json()["events"]
+    assert [e["event_id"] for e in unit] == ["ev_01c", "ev_01b", "ev_01a"]
+    lead = (await gateway.get("/events?lead_id=ld_a", headers=tenant.headers)).json()["events"]
+    assert [e["event_id"] for e in lead] == ["ev_01a", "ev_01b"]
+    plan = await pool.fetch(
+        "EXPLAIN SELECT event_id FROM events WHERE unit_id = $1 ORDER BY event_id DESC LIMIT 51",
+        tenant.unit_id,
+    )
+    steps = "\n".join(r[0] for r in plan)
+    assert "Index Only Scan Backward using events_pkey" in steps
+    assert "Sort" not in steps
