@@ -13,3 +13,10 @@ ALTER TABLE imports ALTER COLUMN event_ids SET DEFAULT 'ordered';
 -- GET /events without lead_id lists newest received first, by the primary key (event ids
 -- are time-ordered): this index on the events' own time cost a random insert per event.
 DROP INDEX events_by_time;
+
+-- GET /leads sorts the unit's leads by score when asked (a top-N sort) instead of reading
+-- an index that every score change rewrote: without an index on score, a lead's update
+-- is HOT (heap-only: no index entry at all), given room on its page, which fillfactor 80
+-- keeps for the pages written from now on (existing pages get it as they are rewritten).
+DROP INDEX leads_by_score;
+ALTER TABLE leads SET (fillfactor = 80);

@@ -548,6 +548,25 @@ async def test_a_retry_after_a_half_published_failure_is_counted_once(
     assert await published_count(settings) == 60
 
 
+async def test_a_retry_of_an_import_recorded_before_ordered_ids_publishes_its_first_ids(
+    gateway: httpx.AsyncClient, tenant: Tenant, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """An import that failed before migration 0008 named its events with uuid5 ids; its
+    keyed retry after the upgrade names them the same, so nothing counts twice."""
+    import_id = "imp_" + derived_id(tenant.unit_id, "before-0008")
+    await pool.execute(
+        """INSERT INTO imports (unit_id, import_id, idempotency_key, status, skip_triggers,
+                                imported, errors, event_ids)
+           VALUES ($1, $2, 'before-0008', 'failed', false, 3, 0, 'uuid5')""",
+        tenant.unit_id,
+        import_id,
+    )
+    accepted(await upload(gateway, tenant, BY_LEAD_ID, key="before-0008"))
+    assert sorted(e.event_id for _, e in await published(settings)) == sorted(
+        derived_id(tenant.unit_id, "before-0008", str(row)) for row in (2, 3, 4)
+    )
+
+
 async def test_a_retry_racing_the_first_try_publishes_the_first_tries_ids(
     gateway: httpx.AsyncClient,
     tenant: Tenant,
