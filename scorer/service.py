@@ -63,7 +63,7 @@ from schemas import LeadEvent, ScoredEvent, encode
 from schemas.ids import sortable_id
 from scorer import batch, store
 from scorer.resolution import alias_keys, identities_of, resolve
-from scorer.scoring import RuleBook
+from scorer.state import CAPACITY, Lead, LeadKey, ScorerState
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,16 @@ class AlreadyApplied(LostRace):
 
 
 async def run(
-    settings: Settings, *, stop: asyncio.Event | None = None, max_records: int = MAX_RECORDS
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    max_records: int = MAX_RECORDS,
+    state_entries: int = CAPACITY,
 ) -> None:
     """Score events until ``stop`` is set (default: until SIGTERM or SIGINT)."""
 
     def make_handler(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> ScoreBatch:
-        return ScoreBatch(producer, settings.topics.scored)
+        return ScoreBatch(producer, settings.topics.scored, ScorerState(state_entries))
 
     await run_consumer(
         settings,
@@ -127,11 +131,19 @@ async def run(
 
 
 class ScoreBatch:
-    """The batch handler: applies a batch of events and publishes their scored records."""
+    """The batch handler: applies a batch of events and publishes their scored records.
 
-    def __init__(self, producer: AIOKafkaProducer, scored_topic: str) -> None:
+    Holds its units' leads, alias owners and rulesets in memory (:mod:`scorer.state`);
+    the consume loop calls :meth:`forget` on every partition assignment or revocation and
+    after any batch that did not commit.
+    """
+
+    def __init__(
+        self, producer: AIOKafkaProducer, scored_topic: str, state: ScorerState | None = None
+    ) -> None:
         self.producer = producer
         self.scored_topic = scored_topic
+        self.state = ScorerState() if state is None else state
         self.races_lost = 0
         """Times a batch was resolved again because another scorer got there first."""
         self.check_applied_first = False
@@ -142,26 +154,46 @@ class ScoreBatch:
         first. After a batch that had duplicates, the next one checks first too (an
         upload retried whole is all duplicates)."""
 
+    def forget(self) -> None:
+        """Drop the state: what a batch that did not commit changed in it is not so."""
+        self.state.clear()
+
     async def __call__(
         self, conn: Connection, records: Sequence[Consumed[LeadEvent]]
     ) -> list[Rejected]:
-        units = await store.existing_units(conn, {c.record.unit_id for c in records})
+        try:
+            return await self._apply(conn, records)
+        except BaseException:
+            self.forget()  # the savepoint is rolled back, the state changed with it
+            raise
+
+    async def _apply(
+        self, conn: Connection, records: Sequence[Consumed[LeadEvent]]
+    ) -> list[Rejected]:
+        state = self.state
+        state.trim()
+        versions = await store.unit_versions(conn, {c.record.unit_id for c in records})
         rejected = [
             Rejected(c.partition, c.offset, f"unit {c.record.unit_id!r} does not exist")
             for c in records
-            if c.record.unit_id not in units
+            if c.record.unit_id not in versions
         ]
-        live = [c for c in records if c.record.unit_id in units]
+        live = [c for c in records if c.record.unit_id in versions]
+        unread = state.check(versions)
+        if unread:
+            state.set_rulesets(unread, await store.active_rulesets(conn, unread))
         check = self.check_applied_first
         for attempt in range(1, RACE_ATTEMPTS + 1):
             try:
                 async with conn.transaction():  # savepoint: undone alone after a lost race
-                    outcome = await apply(conn, live, check_applied=check)
+                    outcome = await apply(conn, live, state, check_applied=check)
                 break
             except AlreadyApplied:
                 log.debug("the batch has events applied before; applying it again, checking")
+                state.drop_rows()
                 check = True
             except LostRace as race:
+                state.drop_rows()
                 self.races_lost += 1
                 log.info("lost a race (%s), resolving the batch again (%d)", race, attempt)
         else:
@@ -181,41 +213,62 @@ class Outcome:
 
 
 async def apply(
-    conn: Connection, records: Sequence[Consumed[LeadEvent]], *, check_applied: bool = True
+    conn: Connection,
+    records: Sequence[Consumed[LeadEvent]],
+    state: ScorerState,
+    *,
+    check_applied: bool = True,
 ) -> Outcome:
-    """Apply the records of existing units; return what to publish and what was rejected.
+    """Apply the records of existing units to ``state`` and write what changed; return what
+    to publish and what was rejected. ``state`` holds the units' rulesets (checked first).
 
     Without ``check_applied``, the batch assumes none of its events was applied before and
-    raises AlreadyApplied (after writing, so inside a savepoint) if one was.
+    raises AlreadyApplied (after writing, so inside a savepoint) if one was. Raises
+    LostRace when another writer changed a row the state held or was about to claim;
+    either way ``state`` is then wrong and must be dropped.
     """
     fresh = await _not_applied_yet(conn, records, check_applied)
     if not fresh:
         return Outcome([], [], len(records))
     events = [c.record for c in fresh]
     identities = identities_of(events)
-    owners = await store.alias_owners(conn, alias_keys(identities))
-    book = RuleBook.of(await store.active_rulesets(conn, {e.unit_id for e in events}))
+    owners = state.owners
+    missing = [key for key in alias_keys(identities) if key not in owners]
+    if missing:
+        owners.update(await store.alias_owners(conn, missing))
     resolved = resolve(identities, owners, mint=lambda i: minted_lead_id(fresh[i]))
-    changes = batch.plan(events, resolved, book)
+    leads = state.leads
+    unheld: set[LeadKey] = set()
+    for event, lead in zip(events, resolved, strict=True):
+        if lead is not None:
+            key = (event.unit_id, lead[0])
+            if key not in leads:
+                if lead[1]:  # minted from this event: not stored anywhere yet
+                    leads[key] = Lead()
+                else:
+                    unheld.add(key)
+    if unheld:
+        stored = await store.load_leads(conn, unheld)
+        for key in unheld:
+            leads[key] = stored.get(key) or Lead()
+    changes = batch.score_batch(events, resolved, state.book, leads)
 
     if await store.claim_aliases(conn, changes.claims) < len(changes.claims):
         raise LostRace("an alias was claimed by another scorer")
-    totals = await store.add_to_leads(conn, list(changes.lead_deltas.values()))
-    rows, scored = changes.finish(totals)
-    if not await store.insert_events(conn, rows):
+    if not await store.write_leads(conn, changes.leads, leads):
+        raise LostRace("a lead was written by another scorer")
+    if not await store.insert_events(conn, changes.rows):
         if check_applied:
             raise LostRace("an event was applied by another scorer")
         raise AlreadyApplied
-    await store.add_to_ruleset_scores(
-        conn, [(*key, points) for key, points in changes.ruleset_deltas.items()]
-    )
+    await store.write_ruleset_scores(conn, changes.ruleset_scores, leads)
     await store.record_conflicts(conn, changes.conflicts)
     await store.add_import_progress(conn, [(*key, n) for key, n in changes.imports.items()])
 
     unresolved = [
         Rejected(fresh[i].partition, fresh[i].offset, NO_IDENTITY) for i in changes.unresolved
     ]
-    return Outcome(_scored_records(scored), unresolved, len(records) - len(fresh))
+    return Outcome(_scored_records(changes.scored), unresolved, len(records) - len(fresh))
 
 
 def _scored_records(scored: Sequence[ScoredEvent]) -> list[tuple[bytes | None, bytes]]:
