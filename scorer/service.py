@@ -5,22 +5,25 @@ share its partitions. Each ``getmany()`` batch is one Postgres transaction (the 
 consume loop, :mod:`leadvibe.consuming`) that writes the projections and the consumed
 offsets together, so a crash at any moment leaves either all of a batch or none of it.
 
-Within the transaction, per batch and with one statement per table:
+Within the transaction, per batch and with at most one statement per table:
 
-1. records whose unit does not exist are rejected (dead letters, with the reason);
+1. the batch's units are read: records whose unit does not exist are rejected (dead
+   letters, with the reason); for the others, their projection generation and rulesets'
+   version tell whether the state held in memory is current (:mod:`scorer.state`);
 2. events already applied, or repeated within the batch, are skipped: an event id counts
    once per unit, however often it was published (the events' primary key is the
    guarantee; the batch reads which were applied first only when it expects some, see
    ``ScoreBatch.check_applied_first``);
-3. the aliases' owners and the units' active rulesets are read (rules are read for every
-   batch, so a rule change applies to the next batch, without a restart);
-4. identities are resolved and events scored by the pure core
-   (:mod:`scorer.resolution`, :mod:`scorer.scoring`, :mod:`scorer.batch`);
-5. new aliases are claimed, leads, events, per-ruleset scores, conflicts and import
-   progress written. If another scorer claimed one of the batch's new aliases (or applied
-   one of its events) since step 3, the unique key makes this scorer wait for it and
-   notice; the batch's writes are rolled back to a savepoint and steps 2-5 run again with
-   what the other scorer committed, so two scorers racing on a new alias make one lead.
+3. identities are resolved and events scored by the pure core (:mod:`scorer.resolution`,
+   :mod:`scorer.scoring`, :mod:`scorer.batch`) against the leads and alias owners held in
+   memory; only those not held yet are read (the events topic is keyed by unit, so this
+   scorer is the one writer of its units' rows);
+4. new aliases are claimed, and the leads, events, per-ruleset scores, conflicts and
+   import progress the batch changed are written with their absolute values. If another
+   writer claimed one of the batch's new aliases or wrote one of its leads (records keyed
+   the old way, in another partition), the unique key or the lead's event count tells;
+   the batch's writes are rolled back to a savepoint, the state's rows dropped and steps
+   2-4 run again with what the other writer committed.
 
 **Scored records are published inside the transaction, before it commits** (and
 ``publish_batched`` returns only once Kafka acknowledged them all). A crash after the
@@ -103,8 +106,8 @@ NO_IDENTITY = "no identity: the event has neither a lead_id nor a usable alias"
 
 
 class LostRace(Exception):
-    """Another scorer claimed one of the batch's new aliases, or applied one of its events,
-    after this batch read them."""
+    """Another writer claimed one of the batch's new aliases, wrote one of its leads or
+    applied one of its events, after this batch read them (or the state held them)."""
 
 
 class AlreadyApplied(LostRace):
