@@ -169,7 +169,7 @@ EVENT_COLUMNS = (
     "unit_id", "event_id", "lead_id", "event_type", "occurred_at", "source", "skip_triggers",
     "import_id", "import_row", "points", "score_after", "metadata",
 )  # fmt: skip
-"""The columns the scorer writes to ``events`` (scorer.store.EventRow)."""
+"""The columns the scorer writes to ``events`` (scorer.store.EVENT_COLUMNS)."""
 POINTS = {"page_view": 1, "email_open": 2, "email_click": 5, "form_submit": 20,
           "webinar_attend": 40}  # fmt: skip
 

@@ -34,8 +34,8 @@ from bench.seed import RULESETS, UNIT, add_rulesets, unit_database
 from bench.world import World, open_world
 from leadvibe.settings import Settings
 from schemas import Alias, LeadEvent, Topics, encode
-from schemas.aliases import partition_key
 from schemas.ids import sortable_id
+from schemas.topics import partition_key
 
 EVENT_TYPES = ["page_view", "email_open", "email_click", "form_submit", "webinar_attend"]
 
@@ -98,7 +98,7 @@ async def publish_events(
     await publish_chunked(
         bootstrap_servers,
         topics.events,
-        ((partition_key(e.unit_id, e.lead_id, e.aliases), encode(e)) for e in events),
+        ((partition_key(e.unit_id), encode(e)) for e in events),
     )
 
 

@@ -35,7 +35,7 @@ from ingest_gateway.spool import EventSpool
 from ingest_gateway.state import GatewayState, state_of
 from ingest_gateway.uploads import read_upload
 from schemas import LeadEvent, decode, encode
-from schemas.aliases import partition_key
+from schemas.topics import partition_key
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +139,10 @@ class ImportUpload:
         return self.rows
 
     def _take(self, items: list[LeadEvent | RowError]) -> None:
-        spool, unit_id = self.spool, self.unit_id
+        spool, key = self.spool, partition_key(self.unit_id)
         for item in items:
             if isinstance(item, LeadEvent):
-                spool.add(partition_key(unit_id, item.lead_id, item.aliases), encode(item))
+                spool.add(key, encode(item))
             else:
                 self.errors += 1
                 if len(self.error_rows) < import_store.ERROR_ROWS_KEPT:

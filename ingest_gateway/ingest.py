@@ -34,7 +34,7 @@ from ingest_gateway.publishing import publish
 from ingest_gateway.responses import JSON
 from ingest_gateway.state import state_of
 from schemas import ALIAS_KINDS, AliasKind, LeadEvent, encode
-from schemas.aliases import partition_key
+from schemas.topics import partition_key
 
 EVENTS_LIMIT: Final = 1000
 """Events in one request."""
@@ -145,6 +145,7 @@ async def post_ingest(request: Request) -> JSON:
         )
     event_ids = ingest_event_ids(principal.unit_id, key, len(valid))
     records = []
+    unit_key = partition_key(principal.unit_id)
     for event_id, (checked, metadata) in zip(event_ids, valid, strict=True):
         event = LeadEvent(
             event_id=event_id,
@@ -156,9 +157,7 @@ async def post_ingest(request: Request) -> JSON:
             source="api",
             metadata=metadata,
         )
-        records.append(
-            (partition_key(principal.unit_id, event.lead_id, event.aliases), encode(event))
-        )
+        records.append((unit_key, encode(event)))
     await publish(state.producer, state.settings.topics.events, records)
     return JSON({"accepted": len(records), "event_ids": event_ids}, status_code=202)
 

@@ -19,7 +19,10 @@ It gives exactly-once *effects* over at-least-once delivery (DESIGN.md decision 
   a capped, jittered backoff, logging once when they stop and once when they resume;
   :attr:`ConsumeLoop.stopped` says which, why and since when (for ``/health``);
 - a dead letter always fits: an oversized value is kept truncated, with its size and
-  SHA-256 digest (:mod:`leadvibe.dead_letters`).
+  SHA-256 digest (:mod:`leadvibe.dead_letters`);
+- a handler that keeps state between batches (a :class:`Stateful` one, the scorer) is
+  told to forget it on every partition assignment and revocation, and whenever a batch
+  it handled did not commit: its state then holds changes that are not so.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import asyncpg
 import msgspec
@@ -77,6 +80,14 @@ class Rejected:
 
 Handler = Callable[[Connection, Sequence[Consumed[R]]], Awaitable[Sequence[Rejected]]]
 """Applies a batch inside the caller's transaction; returns the records it rejects."""
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A handler that holds state between batches (a cache of what it committed)."""
+
+    def forget(self) -> None:
+        """Drop the state; the next batch reads what it needs from the database again."""
 
 
 async def load_offsets(conn: Connection | asyncpg.Pool, group: str, topic: str) -> dict[int, int]:
@@ -146,6 +157,8 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Nothing to flush: every batch commits its offsets before the next getmany().
+        # Another member may write these partitions' rows from now on: forget them.
+        self._loop.forget()
         for tp in revoked:
             self._loop.stopped.pop(tp.partition, None)
 
@@ -153,6 +166,7 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         # Until the seek succeeds the positions are Kafka's (the earliest, since offsets are
         # never committed there): correct, the stored offsets fence every batch, but a
         # whole topic read for nothing. So wait for Postgres here.
+        self._loop.forget()
         await self._loop.rewind(self._stop, assigned)
 
 
@@ -189,6 +203,11 @@ class ConsumeLoop(Generic[R]):
         """The partitions stopped by a system fault, until a batch of theirs commits."""
         self._failing: str | None = None
 
+    def forget(self) -> None:
+        """Have a stateful handler drop its state (see :class:`Stateful`)."""
+        if isinstance(self.handler, Stateful):
+            self.handler.forget()
+
     def subscribe(self, stop: asyncio.Event) -> None:
         self.consumer.subscribe([self.topic], listener=_SeekToStoredOffsets(self, stop))
 
@@ -213,6 +232,7 @@ class ConsumeLoop(Generic[R]):
                     await self.process(records)
                 self._resumed({tp.partition for tp in partitions})
             except Exception as exc:
+                self.forget()
                 self._stop(sorted(tp.partition for tp in partitions), exc)
                 if await pause(stop, self.backoff.next_delay()):
                     return

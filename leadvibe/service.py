@@ -61,6 +61,7 @@ async def run_consumer(
     max_records: int = 5000,
     producer_linger_ms: int = 5,
     server_settings: Mapping[str, str] | None = None,
+    partition_fetch_mb: int = 4,
 ) -> None:
     """Consume ``topic`` as a member of ``group`` until ``stop`` is set (default: SIGTERM/SIGINT).
 
@@ -68,7 +69,8 @@ async def run_consumer(
     Offsets are stored in Postgres under ``group``; the Kafka group id is qualified by the
     topic namespace (:meth:`schemas.Topics.consumer_group`).
     ``producer_linger_ms`` is the producer's linger (see :func:`open_producer`),
-    ``server_settings`` the Postgres settings of the pool's connections.
+    ``server_settings`` the Postgres settings of the pool's connections,
+    ``partition_fetch_mb`` the most a fetch brings of one partition (:func:`open_consumer`).
     """
     stop = stop or stop_on_signals()
     health = ConsumerHealth(topic)
@@ -86,7 +88,11 @@ async def run_consumer(
         health.consumer = consumer = await health.open(
             stack,
             "kafka",
-            lambda: open_consumer(bootstrap, settings.topics.consumer_group(group)),
+            lambda: open_consumer(
+                bootstrap,
+                settings.topics.consumer_group(group),
+                partition_fetch_mb=partition_fetch_mb,
+            ),
             stop,
         )
         if pool is None or producer is None or consumer is None:

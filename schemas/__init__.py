@@ -15,7 +15,7 @@ from schemas.records import (
     Source,
     TriggerFired,
 )
-from schemas.topics import DEFAULT_TOPICS, Topics
+from schemas.topics import DEFAULT_TOPICS, Topics, partition_key
 
 __all__ = [
     "ALIAS_KINDS",
@@ -32,4 +32,5 @@ __all__ = [
     "TriggerFired",
     "decode",
     "encode",
+    "partition_key",
 ]

@@ -1,7 +1,7 @@
 """Alias normalisation: the one definition of when two alias values are the same.
 
-The gateway uses it to refuse events that name no one and to key events (so one lead's
-events share a partition), the scorer to resolve identity, the read API to look leads up.
+The gateway uses it to refuse events that name no one, the scorer to resolve identity,
+the read API to look leads up.
 
 - **email**: invisible characters removed (zero-width space, non-joiner and joiner,
   word joiner, byte-order mark, soft hyphen), Unicode NFKC, lower-cased (``str.lower``,
@@ -75,18 +75,3 @@ def normalised(alias: Alias) -> Alias:
 def by_priority(aliases: tuple[Alias, ...]) -> list[Alias]:
     """Aliases sorted highest priority first (external_id, email, phone, social, cookie)."""
     return sorted(aliases, key=lambda a: ALIAS_KINDS.index(a.kind))
-
-
-def partition_key(unit_id: str, lead_id: str | None, aliases: tuple[Alias, ...]) -> bytes:
-    """The Kafka key ``unit:identity``: the lead id, else the highest-priority alias.
-
-    An alias that normalises to nothing is passed over, as the scorer passes it over.
-    """
-    identity = lead_id or ""
-    if not identity:
-        for alias in by_priority(aliases):
-            top = normalised(alias)
-            if top.value:
-                identity = f"{top.kind}={top.value}"
-                break
-    return f"{unit_id}:{identity}".encode()

@@ -15,7 +15,8 @@ class Topics:
 
     @property
     def events(self) -> str:
-        """Every engagement event, imported or live; key ``unit:identity``. Kept forever."""
+        """Every engagement event, imported or live; keyed by unit (:func:`partition_key`).
+        Kept forever."""
         return f"{self.namespace}.events"
 
     @property
@@ -45,3 +46,15 @@ class Topics:
 
 DEFAULT_NAMESPACE = "leadvibe"
 DEFAULT_TOPICS = Topics()
+
+
+def partition_key(unit_id: str) -> bytes:
+    """The Kafka key of an events-topic record: its unit id, and nothing about the person.
+
+    Every event that can resolve to a lead of the unit (by lead id or by any alias) lands
+    on the unit's one partition, so one scorer is the only writer of the unit's leads and
+    aliases and sees its events in the order they were published (DESIGN.md decision 4,
+    docs/scorer.md). The key carries no personal data, which an erasure could not remove
+    from the log. The price: a unit is scored by one scorer at a time.
+    """
+    return unit_id.encode()

@@ -1,6 +1,8 @@
 """Run the scorer: ``python -m scorer`` (settings from the environment; SIGTERM drains).
 
-``LEADVIBE_SCORER_BATCH`` sets the most records per batch (default ``MAX_RECORDS``).
+``LEADVIBE_SCORER_BATCH`` sets the most records per batch (default ``MAX_RECORDS``),
+``LEADVIBE_SCORER_STATE_ENTRIES`` the most leads and alias owners held in memory (default
+``scorer.state.CAPACITY``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import uvloop
 from leadvibe.service import configure_logging
 from leadvibe.settings import Settings, SettingsError
 from scorer.service import MAX_RECORDS, run
+from scorer.state import CAPACITY
 
 log = logging.getLogger("scorer")
 
@@ -38,6 +41,7 @@ def main() -> int:
     try:
         settings = Settings.from_env()
         max_records = int(os.environ.get("LEADVIBE_SCORER_BATCH", "") or MAX_RECORDS)
+        entries = int(os.environ.get("LEADVIBE_SCORER_STATE_ENTRIES", "") or CAPACITY)
     except (SettingsError, ValueError) as exc:
         print(f"scorer: {exc}", file=sys.stderr)
         return 2
@@ -48,7 +52,7 @@ def main() -> int:
         max_records,
     )
     tune_garbage_collector()
-    uvloop.run(run(settings, max_records=max_records))
+    uvloop.run(run(settings, max_records=max_records, state_entries=entries))
     log.info("stopped")
     return 0
 

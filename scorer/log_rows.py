@@ -77,11 +77,16 @@ class Units:
     def __init__(self, unit_ids: Iterable[str], *, only: str | None = None) -> None:
         self.ids = frozenset(unit_ids)
         self.only = only
+        self._key = only.encode() if only is not None else None
         self._prefix = f"{only}:".encode() if only is not None else None
 
     def may_hold(self, key: bytes | None) -> bool:
-        """False when the record's key (``unit:...``) says it is another unit's."""
-        return self._prefix is None or key is None or key.startswith(self._prefix)
+        """False when the record's key says it is another unit's: an events record's key is
+        its unit (``unit``; ``unit:identity`` in records written before), a scored
+        record's ``unit:lead``."""
+        if self._prefix is None or key is None or key == self._key:
+            return True
+        return key.startswith(self._prefix)
 
 
 @dataclass

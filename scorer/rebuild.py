@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from leadvibe.consuming import _lock_offsets
 from leadvibe.db import Connection
+from scorer import store
 from scorer.log_rows import StagedRow
 
 REPLAY_LOCK = 0x1EAD_5E91
@@ -609,8 +610,11 @@ async def switch(
     """Make the units' projections what staging holds, writing only rows that differ.
 
     Inside the caller's transaction: readers see the old projections until it commits.
-    ``step``, if given, is called after each projection (progress).
+    ``step``, if given, is called after each projection (progress). The units' projection
+    generation is bumped with it, so that scorers drop what they hold of the units in
+    memory before their next batch of them (the caller holds their offset locks).
     """
+    await store.bump_generations(conn, unit_ids)
     written: dict[str, Written] = {}
     for projection in PROJECTIONS:
         await conn.execute(projection.create_diff())

@@ -1,7 +1,7 @@
 """Identity resolution: which lead each event is about (DESIGN.md decision 6).
 
-Pure functions over plain values. Given a batch's events in order and the owners the
-database knows for their aliases, :func:`resolve` decides for each event:
+Pure functions over plain values. Given a batch's events in order and the owners known
+for their aliases, :func:`resolve` decides for each event:
 
 - an event with a ``lead_id`` goes to that lead (created if never seen, with that id) and
   attaches its free aliases to it;
@@ -17,7 +17,7 @@ events had been applied one at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -114,17 +114,18 @@ def alias_keys(identities: Iterable[Identity]) -> set[AliasKey]:
 
 def resolve(
     identities: Sequence[Identity],
-    owners: Mapping[AliasKey, str],
+    owners: MutableMapping[AliasKey, str],
     *,
     mint: Callable[[int], str] = new_lead_id,
 ) -> list[Resolved | None]:
     """The lead of each identity, in order; None for one with neither lead id nor alias.
 
     ``owners`` maps the aliases already owned (at least those of :func:`alias_keys`) to
-    their lead; it is not modified. ``mint(position)`` makes the id of a new lead for
-    the identity at ``position``.
+    their lead, and receives the aliases attached here (the scorer passes the owners it
+    holds in memory). ``mint(position)`` makes the id of a new lead for the identity at
+    ``position``.
     """
-    owned = dict(owners)
+    owned = owners
     resolved: list[Resolved | None] = []
     plain: dict[str, Resolved] = {}
     """Resolved(lead_id, False) of each lead id named alone (immutable, so shared)."""

@@ -5,22 +5,25 @@ share its partitions. Each ``getmany()`` batch is one Postgres transaction (the 
 consume loop, :mod:`leadvibe.consuming`) that writes the projections and the consumed
 offsets together, so a crash at any moment leaves either all of a batch or none of it.
 
-Within the transaction, per batch and with one statement per table:
+Within the transaction, per batch and with at most one statement per table:
 
-1. records whose unit does not exist are rejected (dead letters, with the reason);
+1. the batch's units are read: records whose unit does not exist are rejected (dead
+   letters, with the reason); for the others, their projection generation and rulesets'
+   version tell whether the state held in memory is current (:mod:`scorer.state`);
 2. events already applied, or repeated within the batch, are skipped: an event id counts
    once per unit, however often it was published (the events' primary key is the
    guarantee; the batch reads which were applied first only when it expects some, see
    ``ScoreBatch.check_applied_first``);
-3. the aliases' owners and the units' active rulesets are read (rules are read for every
-   batch, so a rule change applies to the next batch, without a restart);
-4. identities are resolved and events scored by the pure core
-   (:mod:`scorer.resolution`, :mod:`scorer.scoring`, :mod:`scorer.batch`);
-5. new aliases are claimed, leads, events, per-ruleset scores, conflicts and import
-   progress written. If another scorer claimed one of the batch's new aliases (or applied
-   one of its events) since step 3, the unique key makes this scorer wait for it and
-   notice; the batch's writes are rolled back to a savepoint and steps 2-5 run again with
-   what the other scorer committed, so two scorers racing on a new alias make one lead.
+3. identities are resolved and events scored by the pure core (:mod:`scorer.resolution`,
+   :mod:`scorer.scoring`, :mod:`scorer.batch`) against the leads and alias owners held in
+   memory; only those not held yet are read (the events topic is keyed by unit, so this
+   scorer is the one writer of its units' rows);
+4. new aliases are claimed, and the leads, events, per-ruleset scores, conflicts and
+   import progress the batch changed are written with their absolute values. If another
+   writer claimed one of the batch's new aliases or wrote one of its leads (records keyed
+   the old way, in another partition), the unique key or the lead's event count tells;
+   the batch's writes are rolled back to a savepoint, the state's rows dropped and steps
+   2-4 run again with what the other writer committed.
 
 **Scored records are published inside the transaction, before it commits** (and
 ``publish_batched`` returns only once Kafka acknowledged them all). A crash after the
@@ -63,7 +66,7 @@ from schemas import LeadEvent, ScoredEvent, encode
 from schemas.ids import sortable_id
 from scorer import batch, store
 from scorer.resolution import alias_keys, identities_of, resolve
-from scorer.scoring import RuleBook
+from scorer.state import CAPACITY, Lead, LeadKey, ScorerState
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,12 @@ on a commit having happened (the Kafka offsets are not committed; the next batch
 is itself in a later transaction). Other sessions (the gateway, a replay) keep their own
 setting; a synchronous commit after one of the scorer's makes that one durable too."""
 
+PARTITION_FETCH_MB = 16
+"""The most one fetch brings of a partition. A unit's events all come from one partition
+(the events topic is keyed by unit), and a batch is what the fetches in hand hold: with
+the consume loop's default of 4 MB, a batch of the benchmark's events held about 13,800
+records instead of ``MAX_RECORDS``, and each batch writes every lead it touches once."""
+
 RACE_ATTEMPTS = 5
 """Times a batch is resolved again after losing a race, before the whole batch is retried."""
 
@@ -97,8 +106,8 @@ NO_IDENTITY = "no identity: the event has neither a lead_id nor a usable alias"
 
 
 class LostRace(Exception):
-    """Another scorer claimed one of the batch's new aliases, or applied one of its events,
-    after this batch read them."""
+    """Another writer claimed one of the batch's new aliases, wrote one of its leads or
+    applied one of its events, after this batch read them (or the state held them)."""
 
 
 class AlreadyApplied(LostRace):
@@ -106,12 +115,16 @@ class AlreadyApplied(LostRace):
 
 
 async def run(
-    settings: Settings, *, stop: asyncio.Event | None = None, max_records: int = MAX_RECORDS
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    max_records: int = MAX_RECORDS,
+    state_entries: int = CAPACITY,
 ) -> None:
     """Score events until ``stop`` is set (default: until SIGTERM or SIGINT)."""
 
     def make_handler(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> ScoreBatch:
-        return ScoreBatch(producer, settings.topics.scored)
+        return ScoreBatch(producer, settings.topics.scored, ScorerState(state_entries))
 
     await run_consumer(
         settings,
@@ -123,15 +136,24 @@ async def run(
         max_records=max_records,
         producer_linger_ms=0,  # publish_batched fills whole batches: a linger only adds delay
         server_settings=SERVER_SETTINGS,
+        partition_fetch_mb=PARTITION_FETCH_MB,
     )
 
 
 class ScoreBatch:
-    """The batch handler: applies a batch of events and publishes their scored records."""
+    """The batch handler: applies a batch of events and publishes their scored records.
 
-    def __init__(self, producer: AIOKafkaProducer, scored_topic: str) -> None:
+    Holds its units' leads, alias owners and rulesets in memory (:mod:`scorer.state`);
+    the consume loop calls :meth:`forget` on every partition assignment or revocation and
+    after any batch that did not commit.
+    """
+
+    def __init__(
+        self, producer: AIOKafkaProducer, scored_topic: str, state: ScorerState | None = None
+    ) -> None:
         self.producer = producer
         self.scored_topic = scored_topic
+        self.state = ScorerState() if state is None else state
         self.races_lost = 0
         """Times a batch was resolved again because another scorer got there first."""
         self.check_applied_first = False
@@ -142,26 +164,46 @@ class ScoreBatch:
         first. After a batch that had duplicates, the next one checks first too (an
         upload retried whole is all duplicates)."""
 
+    def forget(self) -> None:
+        """Drop the state: what a batch that did not commit changed in it is not so."""
+        self.state.clear()
+
     async def __call__(
         self, conn: Connection, records: Sequence[Consumed[LeadEvent]]
     ) -> list[Rejected]:
-        units = await store.existing_units(conn, {c.record.unit_id for c in records})
+        try:
+            return await self._apply(conn, records)
+        except BaseException:
+            self.forget()  # the savepoint is rolled back, the state changed with it
+            raise
+
+    async def _apply(
+        self, conn: Connection, records: Sequence[Consumed[LeadEvent]]
+    ) -> list[Rejected]:
+        state = self.state
+        state.trim()
+        versions = await store.unit_versions(conn, {c.record.unit_id for c in records})
         rejected = [
             Rejected(c.partition, c.offset, f"unit {c.record.unit_id!r} does not exist")
             for c in records
-            if c.record.unit_id not in units
+            if c.record.unit_id not in versions
         ]
-        live = [c for c in records if c.record.unit_id in units]
+        live = [c for c in records if c.record.unit_id in versions]
+        unread = state.check(versions)
+        if unread:
+            state.set_rulesets(unread, await store.active_rulesets(conn, unread))
         check = self.check_applied_first
         for attempt in range(1, RACE_ATTEMPTS + 1):
             try:
                 async with conn.transaction():  # savepoint: undone alone after a lost race
-                    outcome = await apply(conn, live, check_applied=check)
+                    outcome = await apply(conn, live, state, check_applied=check)
                 break
             except AlreadyApplied:
                 log.debug("the batch has events applied before; applying it again, checking")
+                state.drop_rows()
                 check = True
             except LostRace as race:
+                state.drop_rows()
                 self.races_lost += 1
                 log.info("lost a race (%s), resolving the batch again (%d)", race, attempt)
         else:
@@ -181,41 +223,62 @@ class Outcome:
 
 
 async def apply(
-    conn: Connection, records: Sequence[Consumed[LeadEvent]], *, check_applied: bool = True
+    conn: Connection,
+    records: Sequence[Consumed[LeadEvent]],
+    state: ScorerState,
+    *,
+    check_applied: bool = True,
 ) -> Outcome:
-    """Apply the records of existing units; return what to publish and what was rejected.
+    """Apply the records of existing units to ``state`` and write what changed; return what
+    to publish and what was rejected. ``state`` holds the units' rulesets (checked first).
 
     Without ``check_applied``, the batch assumes none of its events was applied before and
-    raises AlreadyApplied (after writing, so inside a savepoint) if one was.
+    raises AlreadyApplied (after writing, so inside a savepoint) if one was. Raises
+    LostRace when another writer changed a row the state held or was about to claim;
+    either way ``state`` is then wrong and must be dropped.
     """
     fresh = await _not_applied_yet(conn, records, check_applied)
     if not fresh:
         return Outcome([], [], len(records))
     events = [c.record for c in fresh]
     identities = identities_of(events)
-    owners = await store.alias_owners(conn, alias_keys(identities))
-    book = RuleBook.of(await store.active_rulesets(conn, {e.unit_id for e in events}))
+    owners = state.owners
+    missing = [key for key in alias_keys(identities) if key not in owners]
+    if missing:
+        owners.update(await store.alias_owners(conn, missing))
     resolved = resolve(identities, owners, mint=lambda i: minted_lead_id(fresh[i]))
-    changes = batch.plan(events, resolved, book)
+    leads = state.leads
+    unheld: set[LeadKey] = set()
+    for event, lead in zip(events, resolved, strict=True):
+        if lead is not None:
+            key = (event.unit_id, lead[0])
+            if key not in leads:
+                if lead[1]:  # minted from this event: not stored anywhere yet
+                    leads[key] = Lead()
+                else:
+                    unheld.add(key)
+    if unheld:
+        stored = await store.load_leads(conn, unheld)
+        for key in unheld:
+            leads[key] = stored.get(key) or Lead()
+    changes = batch.score_batch(events, resolved, state.book, leads)
 
     if await store.claim_aliases(conn, changes.claims) < len(changes.claims):
         raise LostRace("an alias was claimed by another scorer")
-    totals = await store.add_to_leads(conn, list(changes.lead_deltas.values()))
-    rows, scored = changes.finish(totals)
-    if not await store.insert_events(conn, rows):
+    if not await store.write_leads(conn, changes.leads, leads):
+        raise LostRace("a lead was written by another scorer")
+    if not await store.insert_events(conn, changes.rows):
         if check_applied:
             raise LostRace("an event was applied by another scorer")
         raise AlreadyApplied
-    await store.add_to_ruleset_scores(
-        conn, [(*key, points) for key, points in changes.ruleset_deltas.items()]
-    )
+    await store.write_ruleset_scores(conn, changes.ruleset_scores, leads)
     await store.record_conflicts(conn, changes.conflicts)
     await store.add_import_progress(conn, [(*key, n) for key, n in changes.imports.items()])
 
     unresolved = [
         Rejected(fresh[i].partition, fresh[i].offset, NO_IDENTITY) for i in changes.unresolved
     ]
-    return Outcome(_scored_records(scored), unresolved, len(records) - len(fresh))
+    return Outcome(_scored_records(changes.scored), unresolved, len(records) - len(fresh))
 
 
 def _scored_records(scored: Sequence[ScoredEvent]) -> list[tuple[bytes | None, bytes]]:

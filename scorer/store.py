@@ -9,49 +9,21 @@ caller resolves its batch again when another scorer got there first.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from datetime import datetime
-from typing import NamedTuple
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from leadvibe.db import Connection, columns
 from scorer.resolution import AliasKey
 from scorer.scoring import Ruleset
+from scorer.state import Lead, LeadKey, UnitVersion
 
-
-class EventRow(NamedTuple):
-    unit_id: str
-    event_id: str
-    lead_id: str
-    event_type: str
-    occurred_at: datetime
-    source: str
-    skip_triggers: bool
-    import_id: str | None
-    import_row: int | None
-    points: int
-    score_after: int
-    metadata: str
-    """The event's metadata as a JSON text."""
-
-
-class LeadDelta(NamedTuple):
-    """What one batch adds to one lead."""
-
-    unit_id: str
-    lead_id: str
-    points: int
-    events: int
-    first_event_at: datetime
-    last_event_at: datetime
-
-
-class LeadTotal(NamedTuple):
-    score: int
-    """The lead's score after the batch."""
-    created: bool
-    """The batch created the lead."""
+EVENT_COLUMNS = (
+    "unit_id", "event_id", "lead_id", "event_type", "occurred_at", "source", "skip_triggers",
+    "import_id", "import_row", "points", "score_after", "metadata",
+)  # fmt: skip
+"""The columns of an events row as the scorer writes it (``metadata`` as JSON text)."""
 
 
 class AliasClaim(NamedTuple):
@@ -71,11 +43,37 @@ class ConflictRow(NamedTuple):
     event_lead_id: str
 
 
-async def existing_units(conn: Connection, unit_ids: Collection[str]) -> set[str]:
+async def unit_versions(conn: Connection, unit_ids: Collection[str]) -> dict[str, UnitVersion]:
+    """The units among ``unit_ids`` that exist, with what tells whether the scorer's state
+    of each is current: its projections' generation and a version of its rulesets.
+
+    The rulesets' version is their count and the sum of their rows' ``xmin`` (the id of
+    the transaction that last wrote each): creating, changing (``PUT`` rewrites the row)
+    or deleting one changes it, whatever the clocks of the transactions say.
+    """
     rows = await conn.fetch(
-        "SELECT unit_id FROM org_units WHERE unit_id = ANY($1::text[])", list(unit_ids)
+        """SELECT u.unit_id, coalesce(g.generation, 0) AS generation,
+                  (SELECT count(*) || ':' || coalesce(sum(s.xmin::text::bigint), 0)
+                   FROM rulesets AS s WHERE s.unit_id = u.unit_id) AS rules
+           FROM org_units AS u LEFT JOIN projection_generations AS g USING (unit_id)
+           WHERE u.unit_id = ANY($1::text[])""",
+        list(unit_ids),
     )
-    return {r["unit_id"] for r in rows}
+    return {r[0]: UnitVersion(r[1], r[2]) for r in rows}
+
+
+async def bump_generations(conn: Connection, unit_ids: Sequence[str]) -> None:
+    """Tell the scorers that the units' projections were rewritten behind them: each drops
+    what it holds of them before its next batch of theirs (:mod:`scorer.state`).
+
+    Call it in the transaction that rewrites them, which must hold the scorer's offset
+    locks (as the replay's switch does) or the scorer's next batch may not see it."""
+    await conn.execute(
+        """INSERT INTO projection_generations AS g (unit_id, generation)
+           SELECT u, 1 FROM unnest($1::text[]) AS u ORDER BY 1
+           ON CONFLICT (unit_id) DO UPDATE SET generation = g.generation + 1""",
+        list(unit_ids),
+    )
 
 
 async def applied_events(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -154,10 +152,7 @@ async def claim_aliases(conn: Connection, claims: Sequence[AliasClaim]) -> int:
     return _count(status)
 
 
-_EVENT_COLUMNS = EventRow._fields
-
-
-async def insert_events(conn: Connection, rows: Sequence[EventRow]) -> bool:
+async def insert_events(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> bool:
     """Insert events not applied yet (binary COPY, the fastest way in); False if one was.
 
     The caller read which events were applied already; False means another scorer
@@ -167,49 +162,112 @@ async def insert_events(conn: Connection, rows: Sequence[EventRow]) -> bool:
     if not rows:
         return True
     try:
-        await conn.copy_records_to_table("events", records=rows, columns=_EVENT_COLUMNS)
+        await conn.copy_records_to_table("events", records=rows, columns=EVENT_COLUMNS)
     except asyncpg.UniqueViolationError:
         return False
     return True
 
 
-async def add_to_leads(
-    conn: Connection, deltas: Sequence[LeadDelta]
-) -> dict[tuple[str, str], LeadTotal]:
-    """Create or update each lead; return its score after the batch and whether it is new."""
-    if not deltas:
+async def load_leads(conn: Connection, keys: Collection[LeadKey]) -> dict[LeadKey, Lead]:
+    """The stored leads among ``keys`` (unit_id, lead_id), with their per-ruleset scores."""
+    if not keys:
         return {}
+    unit_ids, lead_ids = columns(list(keys), 2)
     rows = await conn.fetch(
-        """INSERT INTO leads AS l (unit_id, lead_id, score, event_count,
-                                   first_event_at, last_event_at)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
-                                $5::timestamptz[], $6::timestamptz[])
-           ORDER BY 1, 2
-           ON CONFLICT (unit_id, lead_id) DO UPDATE SET
-               score = l.score + EXCLUDED.score,
-               event_count = l.event_count + EXCLUDED.event_count,
-               first_event_at = LEAST(l.first_event_at, EXCLUDED.first_event_at),
-               last_event_at = GREATEST(l.last_event_at, EXCLUDED.last_event_at),
-               updated_at = now()
-           RETURNING unit_id, lead_id, score, xmax = 0 AS created""",
-        *columns(deltas, 6),
+        """SELECT l.unit_id, l.lead_id, l.score, l.event_count, l.first_event_at,
+                  l.last_event_at, s.ruleset_ids, s.scores
+           FROM unnest($1::text[], $2::text[]) AS k (unit_id, lead_id)
+           JOIN leads AS l USING (unit_id, lead_id)
+           LEFT JOIN LATERAL (
+               SELECT array_agg(r.ruleset_id) AS ruleset_ids, array_agg(r.score) AS scores
+               FROM lead_ruleset_scores AS r
+               WHERE r.unit_id = l.unit_id AND r.lead_id = l.lead_id) AS s ON true""",
+        unit_ids,
+        lead_ids,
     )
-    return {(r[0], r[1]): LeadTotal(r[2], r[3]) for r in rows}
+    return {
+        (r[0], r[1]): Lead(
+            r[2], r[3], r[4], r[5], dict(zip(r[6], r[7], strict=True)) if r[6] else {}, True
+        )
+        for r in rows
+    }
 
 
-async def add_to_ruleset_scores(
-    conn: Connection, deltas: Sequence[tuple[str, str, str, int]]
+async def write_leads(
+    conn: Connection, changed: Mapping[LeadKey, int | None], leads: Mapping[LeadKey, Lead]
+) -> bool:
+    """Write the ``changed`` leads as ``leads`` holds them; False if one of them was
+    written by someone else since it was read (nothing is then to be trusted).
+
+    ``changed`` gives each lead's event count when read (None: a lead not stored yet). A
+    stored lead is updated only if its count is still that one, a new one inserted only
+    if still absent: the check that makes a scorer with a stale state (another scorer
+    wrote the lead) roll back instead of overwriting.
+    """
+    new = [k for k, was in changed.items() if was is None]
+    stored = [k for k, was in changed.items() if was is not None]
+    if new:
+        new.sort()
+        status = await conn.execute(
+            """INSERT INTO leads (unit_id, lead_id, score, event_count, first_event_at,
+                                  last_event_at)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
+                                    $5::timestamptz[], $6::timestamptz[])
+               ON CONFLICT DO NOTHING""",
+            *_lead_columns(new, leads),
+        )
+        if _count(status) < len(new):
+            return False
+        for key in new:
+            leads[key].stored = True
+    if stored:
+        stored.sort()
+        status = await conn.execute(
+            """UPDATE leads AS l
+               SET score = n.score, event_count = n.event_count,
+                   first_event_at = n.first_event_at, last_event_at = n.last_event_at,
+                   updated_at = now()
+               FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
+                           $5::timestamptz[], $6::timestamptz[], $7::bigint[])
+                    AS n (unit_id, lead_id, score, event_count, first_event_at,
+                          last_event_at, was)
+               WHERE l.unit_id = n.unit_id AND l.lead_id = n.lead_id
+                 AND l.event_count = n.was""",
+            *_lead_columns(stored, leads),
+            [changed[k] for k in stored],
+        )
+        if _count(status) < len(stored):
+            return False
+    return True
+
+
+def _lead_columns(keys: Sequence[LeadKey], leads: Mapping[LeadKey, Lead]) -> list[list[Any]]:
+    held = [leads[k] for k in keys]
+    return [
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [lead.score for lead in held],
+        [lead.event_count for lead in held],
+        [lead.first_event_at for lead in held],
+        [lead.last_event_at for lead in held],
+    ]
+
+
+async def write_ruleset_scores(
+    conn: Connection, changed: Iterable[tuple[str, str, str]], leads: Mapping[LeadKey, Lead]
 ) -> None:
-    """Add (unit_id, lead_id, ruleset_id, points) to each lead's per-ruleset score."""
-    if not deltas:
+    """Write the per-ruleset scores ``changed`` (unit_id, lead_id, ruleset_id) as held."""
+    keys = sorted(changed)
+    if not keys:
         return
     await conn.execute(
         """INSERT INTO lead_ruleset_scores AS s (unit_id, lead_id, ruleset_id, score)
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-           ORDER BY 1, 2, 3
-           ON CONFLICT (unit_id, lead_id, ruleset_id) DO UPDATE
-           SET score = s.score + EXCLUDED.score""",
-        *columns(deltas, 4),
+           ON CONFLICT (unit_id, lead_id, ruleset_id) DO UPDATE SET score = EXCLUDED.score""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        [leads[(k[0], k[1])].by_ruleset[k[2]] for k in keys],
     )
 
 

@@ -37,6 +37,7 @@ import asyncpg
 import pytest
 
 from ingest_gateway.idempotency import import_id_of
+from schemas.topics import partition_key
 from tests.faults import workload
 from tests.faults.pipeline import SCORER_ROLE, TOPICS, World, open_world
 from tests.faults.servers import local_servers, unavailable
@@ -131,7 +132,7 @@ async def test_faults_during_an_import_lose_nothing_double_nothing_and_stop_no_s
     await w.no_stray_dead_letters("after killing a scorer and the triggers")
 
     # 4. Poison, one record of each kind.
-    overflow_key = f"{w.unit_id}:{workload.OVERFLOW_LEAD}".encode()
+    overflow_key = partition_key(w.unit_id)  # the gateway's key: the unit's partition
     poison = await w.publish_poison(
         [
             (b"poison", workload.UNDECODABLE),

@@ -23,7 +23,6 @@ from ingest_gateway.events import (
 )
 from ingest_gateway.ingest import METADATA_LIMIT
 from schemas import ALIAS_KINDS, Alias, AliasKind, ConflictingAlias, LeadEvent, ScoredEvent, encode
-from schemas.aliases import partition_key
 from scorer.resolution import identities_of, resolve
 
 NOW = datetime(2025, 8, 1, 12, 0, tzinfo=UTC)
@@ -217,7 +216,6 @@ def test_an_accepted_event_is_one_the_scorer_resolves(
     [identity] = identities_of([event])
     assert identity.lead_id or identity.aliases
     assert resolve([identity], {}) != [None]
-    assert not partition_key("ou_1", checked.lead_id, checked.aliases).endswith(b":")
 
 
 def test_metadata_keys_and_strings_are_checked_at_any_depth_naming_where() -> None:

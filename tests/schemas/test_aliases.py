@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import ALIAS_KINDS, Alias, AliasKind
-from schemas.aliases import INVISIBLE, by_priority, names_someone, normalise, partition_key
+from schemas.aliases import INVISIBLE, by_priority, names_someone, normalise
 
 
 def test_email_is_trimmed_and_lower_cased() -> None:
@@ -23,13 +23,6 @@ def test_phone_keeps_digits_and_a_leading_plus() -> None:
 def test_priority_order() -> None:
     aliases = (Alias("cookie", "c1"), Alias("email", "a@b.c"), Alias("external_id", "x"))
     assert [a.kind for a in by_priority(aliases)] == ["external_id", "email", "cookie"]
-
-
-def test_partition_key_prefers_lead_id_then_top_alias() -> None:
-    assert partition_key("ou_1", "ld_9", (Alias("email", "A@b.c"),)) == b"ou_1:ld_9"
-    assert partition_key("ou_1", None, (Alias("cookie", "c"), Alias("email", "A@b.c"))) == (
-        b"ou_1:email=a@b.c"
-    )
 
 
 @pytest.mark.parametrize(
@@ -88,11 +81,6 @@ def test_a_normalised_email_has_no_invisible_character_and_is_lower_case(value: 
     assert not set(INVISIBLE) & set(stored)
     assert stored == stored.lower()
     assert stored == unicodedata.normalize("NFKC", stored)
-
-
-def test_partition_key_passes_over_an_alias_that_names_no_one() -> None:
-    aliases = (Alias("email", "\u200b"), Alias("cookie", "c1"))
-    assert partition_key("ou_1", None, aliases) == b"ou_1:cookie=c1"
 
 
 @given(st.sampled_from(ALIAS_KINDS), st.text())

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 from leadvibe.producing import open_producer, publish_batched
 from leadvibe.settings import Settings
 from schemas import Alias, LeadEvent, decode, encode
-from schemas.aliases import partition_key
+from schemas.topics import partition_key
 from tests.conftest import Tenant
 from tests.waiting import wait_for
 
@@ -45,12 +45,12 @@ def event(
 
 
 async def publish(settings: Settings, events: list[LeadEvent]) -> None:
-    """Publish as the gateway does: keyed ``unit:identity``."""
+    """Publish as the gateway does: keyed by unit."""
     async with open_producer(settings.kafka_bootstrap_servers) as producer:
         await publish_batched(
             producer,
             settings.topics.events,
-            [(partition_key(e.unit_id, e.lead_id, e.aliases), encode(e)) for e in events],
+            [(partition_key(e.unit_id), encode(e)) for e in events],
         )
 
 

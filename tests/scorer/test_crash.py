@@ -15,13 +15,11 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
-from aiokafka.partitioner import DefaultPartitioner
 
 from leadvibe.consuming import Consumed
 from leadvibe.producing import open_producer
 from leadvibe.settings import Settings
 from schemas import Alias, LeadEvent, ScoredEvent
-from schemas.aliases import partition_key
 from scorer.service import ScoreBatch, run
 from tests.conftest import TEMPLATE_DB, Tenant
 from tests.scorer.helpers import JUNE, event, publish, read_topic
@@ -53,22 +51,9 @@ async def _snapshot(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
         await conn.close()
 
 
-def _same_partition_leads(unit_id: str, partitions: int) -> tuple[str, str]:
-    """Two lead ids whose events share a partition, so their conflict is not a race."""
-    partition_of = DefaultPartitioner()
-    seen: dict[int, str] = {}
-    for n in range(100):
-        lead_id = f"ld_pair{n}"
-        p = partition_of(partition_key(unit_id, lead_id, ()), list(range(partitions)), [])
-        if p in seen:
-            return seen[p], lead_id
-        seen[p] = lead_id
-    raise AssertionError("no two lead ids on one partition")
-
-
-def _scenario(unit: str, partitions: int) -> list[LeadEvent]:
+def _scenario(unit: str) -> list[LeadEvent]:
     """Leads by id with aliases attached, leads made from aliases, a conflict, an import,
-    and events published twice. Each lead's events share a key, hence a partition, so the
+    and events published twice. The unit's events share a key, hence a partition, so the
     outcome does not depend on how partitions interleave."""
     events: list[LeadEvent] = []
     for k in range(40):
@@ -88,7 +73,7 @@ def _scenario(unit: str, partitions: int) -> list[LeadEvent]:
         for n in range(20):
             extra = {"cookie": f"pc-{k}"} if n % 3 == 1 else {"phone": f"+1 555 {k:04d}"}
             events.append(event(unit, "page_view" if n % 2 else "webinar", email=email, **extra))
-    first, second = _same_partition_leads(unit, partitions)
+    first, second = "ld_pair0", "ld_pair1"
     events += [
         event(unit, "page_view", lead_id=first, email="shared@acme.com"),
         event(unit, "page_view", lead_id=second, email="SHARED@acme.com", cookie="mine"),
@@ -100,7 +85,7 @@ def _scenario(unit: str, partitions: int) -> list[LeadEvent]:
 async def scenario(settings: Settings, pool: asyncpg.Pool, tenant: Tenant) -> int:
     """Publish the scenario; return how many distinct events it has."""
     await _rulesets(pool, tenant.unit_id)
-    events = _scenario(tenant.unit_id, settings.events_partitions)
+    events = _scenario(tenant.unit_id)
     await publish(settings, events)
     return len({e.event_id for e in events})
 

@@ -147,6 +147,15 @@ def test_other_units_and_undecodable_records_are_left_out() -> None:
     assert [row[1] for row in every.scored] == ["e1", "e2"]  # ou_9 does not exist
 
 
+def test_events_keyed_by_unit_or_by_the_old_key_are_the_units_and_no_other() -> None:
+    units = Units(["ou_1"], only="ou_1")
+    assert units.may_hold(b"ou_1")  # the events topic's key
+    assert units.may_hold(b"ou_1:email=a@b.c")  # an events record keyed before the unit key
+    assert units.may_hold(b"ou_1:ld_a")  # a scored record's key
+    assert not units.may_hold(b"ou_10")
+    assert not units.may_hold(b"ou_2:ld_a")
+
+
 def test_facts_keep_the_metadata_as_the_json_text_it_came_as() -> None:
     event = LeadEvent(
         event_id="e1",
@@ -172,18 +181,16 @@ def test_facts_keep_the_metadata_as_the_json_text_it_came_as() -> None:
 
 
 def test_the_scorer_records_its_conflicts_in_the_scored_record() -> None:
-    from scorer.batch import plan
+    from scorer.batch import score_batch
     from scorer.resolution import AliasConflict, Resolved
-    from scorer.store import LeadTotal
+    from scorer.state import Lead
 
     event = LeadEvent(
         event_id="e1", unit_id="ou_1", lead_id="ld_a", event_type="page_view",
         timestamp=JUNE, source="api",
     )  # fmt: skip
     resolved = Resolved("ld_a", False, (), (AliasConflict(Alias("cookie", "c"), "ld_b"),))
-    _, records = plan([event], [resolved], BOOK).finish({("ou_1", "ld_a"): LeadTotal(3, False)})
+    records = score_batch([event], [resolved], BOOK, {("ou_1", "ld_a"): Lead()}).scored
     assert records[0].alias_conflicts == (ConflictingAlias(Alias("cookie", "c"), "ld_b"),)
-    _, plain = plan([event], [Resolved("ld_a", False)], BOOK).finish(
-        {("ou_1", "ld_a"): LeadTotal(3, False)}
-    )
-    assert plain[0].alias_conflicts == ()
+    plain = score_batch([event], [Resolved("ld_a", False)], BOOK, {("ou_1", "ld_a"): Lead()})
+    assert plain.scored[0].alias_conflicts == ()

@@ -11,12 +11,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from leadvibe.consuming import Consumed
-from leadvibe.producing import open_producer
+from leadvibe.producing import open_producer, publish_batched
 from leadvibe.settings import Settings
-from schemas import LeadEvent
+from schemas import LeadEvent, encode
 from scorer.service import ScoreBatch, run
 from tests.conftest import Tenant
-from tests.scorer.helpers import event, publish
+from tests.scorer.helpers import event
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -26,6 +26,20 @@ pytestmark = pytest.mark.integration
 async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     async with open_producer(settings.kafka_bootstrap_servers) as producer:
         yield producer
+
+
+async def _publish_keyed_by_identity(settings: Settings, events: list[LeadEvent]) -> None:
+    """Publish keyed ``unit:identity`` (the lead id, else the top alias), the old key."""
+    async with open_producer(settings.kafka_bootstrap_servers) as producer:
+        await publish_batched(
+            producer,
+            settings.topics.events,
+            [
+                (f"{e.unit_id}:{e.lead_id or f'{e.aliases[0].kind}={e.aliases[0].value}'}"
+                 .encode(), encode(e))
+                for e in events
+            ],
+        )  # fmt: skip
 
 
 async def _waiting_for_a_lock(pool: asyncpg.Pool, pid: int) -> bool:
@@ -99,9 +113,11 @@ async def test_racing_on_one_event_applies_it_once(
 async def test_two_scorers_on_one_topic_share_it_and_agree_on_leads(
     settings: Settings, pool: asyncpg.Pool, tenant: Tenant
 ) -> None:
-    """Each person's events all name the same new e-mail but are keyed by different aliases,
-    so they land on different partitions and the two scorers claim the e-mail at once.
-    Whatever the order, each person ends as one lead owning all five aliases."""
+    """Records keyed the way the gateway keyed them before the unit key (``unit:identity``,
+    still in a topic written then): each person's events all name the same new e-mail but
+    are keyed by different aliases, so they land on different partitions and the two
+    scorers claim the e-mail at once, each holding its own state of the unit. Whatever the
+    order, each person ends as one lead owning all five aliases, counted once per event."""
     unit, people = tenant.unit_id, 300
     events = []
     for n in range(people):
@@ -111,10 +127,18 @@ async def test_two_scorers_on_one_topic_share_it_and_agree_on_leads(
             event(unit, "email_open", email=email.upper(), cookie=f"c-{n}"),
             event(unit, "form_submit", external_id=f"erp-{n}", email=email, phone=f"555{n}"),
         ]
+    await pool.execute(
+        "INSERT INTO rulesets (ruleset_id, unit_id, name) VALUES ('rs_1', $1, 'rs_1')", unit
+    )
+    await pool.execute(
+        """INSERT INTO rules (ruleset_id, event_type, points, position)
+           VALUES ('rs_1', 'page_view', 1, 0), ('rs_1', 'email_open', 2, 1),
+                  ('rs_1', 'form_submit', 4, 2)"""
+    )
     stops = [asyncio.Event(), asyncio.Event()]
     scorers = [asyncio.create_task(run(settings, stop=stop, max_records=50)) for stop in stops]
     try:
-        await publish(settings, events)
+        await _publish_keyed_by_identity(settings, events)
         await wait_for(
             lambda: pool.fetchval("SELECT count(*) FROM events"),
             until=lambda n: n == len(events),
@@ -135,6 +159,8 @@ async def test_two_scorers_on_one_topic_share_it_and_agree_on_leads(
            GROUP BY l.unit_id, l.lead_id, l.event_count"""
     )
     assert {(r["event_count"], r["aliases"]) for r in per_lead} == {(3, 5)}
+    scores = await pool.fetch("SELECT score, event_count FROM leads")
+    assert {(r["score"], r["event_count"]) for r in scores} == {(7, 3)}  # no update lost
     offsets = await pool.fetch(
         "SELECT next_offset FROM consumer_offsets WHERE consumer_group = 'leadvibe-scorer'"
     )

@@ -33,7 +33,7 @@ def _resolve(
     identities: list[Identity], owners: dict[tuple[str, str, str], str] | None = None
 ) -> list[Resolved | None]:
     ids = _minter()
-    return resolve(identities, owners or {}, mint=lambda position: next(ids))
+    return resolve(identities, {} if owners is None else owners, mint=lambda position: next(ids))
 
 
 def test_identity_normalises_deduplicates_and_orders_aliases_by_priority() -> None:
@@ -114,11 +114,12 @@ def test_no_lead_id_and_no_alias_is_unresolved() -> None:
     assert _resolve([_identity(), _identity(phone="---")]) == [None, None]
 
 
-def test_owners_are_not_modified_and_keys_cover_every_alias() -> None:
+def test_owners_receive_the_aliases_attached_and_keys_cover_every_alias() -> None:
     owners: dict[tuple[str, str, str], str] = {}
     identities = [_identity(email="a@b.c"), _identity("ld_x", cookie="c")]
-    _resolve(identities, owners)
-    assert owners == {}
+    [first, _] = _resolve(identities, owners)
+    assert first is not None
+    assert owners == {(UNIT, "email", "a@b.c"): first.lead_id, (UNIT, "cookie", "c"): "ld_x"}
     assert alias_keys(identities) == {(UNIT, "email", "a@b.c"), (UNIT, "cookie", "c")}
 
 
