@@ -35,7 +35,7 @@ from schemas.aliases import normalise
 
 _KIND_ORDER = "ARRAY[" + ", ".join(f"'{kind}'" for kind in ALIAS_KINDS) + "]"
 
-_LEAD = f"""
+_LEAD_COLUMNS = f"""
     SELECT l.lead_id, l.score, l.event_count, l.first_event_at, l.last_event_at, l.created_at,
            (SELECT coalesce(jsonb_object_agg(s.ruleset_id, s.score), '{{}}')
             FROM lead_ruleset_scores AS s
@@ -44,8 +44,16 @@ _LEAD = f"""
                                       ORDER BY array_position({_KIND_ORDER}, a.kind), a.value),
                             '[]')
             FROM aliases AS a
-            WHERE a.unit_id = l.unit_id AND a.lead_id = l.lead_id)::text AS aliases
-    FROM leads AS l"""
+            WHERE a.unit_id = l.unit_id AND a.lead_id = l.lead_id)::text AS aliases"""
+_LEAD = _LEAD_COLUMNS + " FROM leads AS l"
+# The page's leads first, then their per-ruleset scores and aliases: for those rows only,
+# not for the rows an OFFSET skips.
+_LEADS_PAGE = (
+    _LEAD_COLUMNS
+    + """ FROM (SELECT * FROM leads WHERE unit_id = $1
+                ORDER BY score DESC, lead_id LIMIT $2 OFFSET $3) AS l
+        ORDER BY l.score DESC, l.lead_id"""
+)
 
 
 def _lead_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -86,10 +94,9 @@ async def list_leads(request: Request) -> Response:
     page = Page.of(request)
     # No index on score (migration 0008): every score change rewrote its entry, and lead
     # updates could not be HOT. Postgres keeps the page's top rows of the unit's leads in a
-    # bounded heap (a top-N sort): one pass over them, about 60 ms at 100,000 leads on a
-    # quiet 2-core machine (README "Performance"); the sub-selects run for the page's rows.
+    # bounded heap (a top-N sort): one pass over them (docs/scorer.md has its time).
     rows = await state_of(request).pool.fetch(
-        _LEAD + " WHERE l.unit_id = $1 ORDER BY l.score DESC, l.lead_id LIMIT $2 OFFSET $3",
+        _LEADS_PAGE,
         principal.unit_id,
         page.fetch,
         page.offset,
