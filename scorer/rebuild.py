@@ -340,10 +340,9 @@ def _pass(statements: tuple[str, ...], *, only_affected: bool) -> tuple[str, ...
     return tuple(_restricted(statement, only_affected=only_affected) for statement in statements)
 
 
-# Temporary tables are never analysed by autovacuum: without statistics the planner guesses
-# a third of the rows and many times the groups, and sorts 900,000 joined rows to group the
-# per-ruleset scores where hashing them is linear. An ANALYZE samples 30,000 rows: a tenth
-# of a second.
+# Temporary tables are never analysed by autovacuum: without statistics the planner guessed
+# 4,200,000 per-ruleset score groups where there were 267,000, and sorted 900,000 joined rows
+# to group them where hashing is linear. An ANALYZE samples 30,000 rows of a table.
 _ANALYZE_STAGED = "ANALYZE rp_scored, rp_facts, rp_attached"
 _ANALYZE_EVENTS = "ANALYZE rp_new_events"
 _BUILD = _pass(
