@@ -72,6 +72,17 @@ class RuleBook:
                 fixed[key] = Score(sum(p for _, p in by_ruleset), by_ruleset)
         return cls(fixed, dated)
 
+    def bounds(self, unit_id: str, event_type: str) -> tuple[datetime, ...]:
+        """The dates where the score of ``event_type`` in ``unit_id`` may change, in order:
+        between two of them (and before the first, after the last) it is the same."""
+        rules = self._dated.get((unit_id, event_type), ())
+        return tuple(
+            sorted(
+                {r.ruleset.starts_at for r in rules if r.ruleset.starts_at is not None}
+                | {r.ruleset.ends_at for r in rules if r.ruleset.ends_at is not None}
+            )
+        )
+
     def score(self, unit_id: str, event_type: str, timestamp: datetime) -> Score:
         """The points of an event of ``event_type`` at ``timestamp`` in ``unit_id``."""
         key = (unit_id, event_type)

@@ -194,3 +194,35 @@ def test_the_scorer_records_its_conflicts_in_the_scored_record() -> None:
     assert records[0].alias_conflicts == (ConflictingAlias(Alias("cookie", "c"), "ld_b"),)
     plain = score_batch([event], [Resolved("ld_a", False)], BOOK, {("ou_1", "ld_a"): Lead()})
     assert plain.scored[0].alias_conflicts == ()
+
+
+def test_a_score_number_is_the_books_score_at_every_date_bounds_included() -> None:
+    book = RuleBook.of(
+        [
+            Ruleset("rs_a", "ou_1", {"page_view": 2}),
+            Ruleset(
+                "rs_b",
+                "ou_1",
+                {"page_view": 1},
+                starts_at=datetime(2025, 6, 1, tzinfo=UTC),
+                ends_at=datetime(2025, 9, 1, tzinfo=UTC),
+            ),
+            Ruleset("rs_c", "ou_1", {"page_view": 5}, ends_at=datetime(2025, 7, 1, tzinfo=UTC)),
+        ]
+    )
+    dates = [
+        datetime(2025, 5, 31, tzinfo=UTC),
+        datetime(2025, 6, 1, tzinfo=UTC),
+        datetime(2025, 6, 30, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2025, 7, 1, tzinfo=UTC),
+        datetime(2025, 9, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, tzinfo=UTC),
+    ]
+    numbers, expected = ScoreIds(), ScoreIds()
+    for date in dates * 2:
+        for event_type in ("page_view", "demo_request"):
+            assert numbers.of_event(book, "ou_1", event_type, date) == expected.of(
+                book.score("ou_1", event_type, date)
+            )
+    assert numbers.totals == expected.totals
+    assert sorted(t for _, t in numbers.totals) == [0, 2, 3, 7, 8]
