@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from ingest_gateway.errors import ServiceUnavailable
-from leadvibe.producing import PRODUCER_OPTIONS, publish_batched
+from leadvibe.producing import PRODUCER_OPTIONS, murmur2, publish_batched
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +119,98 @@ async def publish(
             code="kafka_unavailable",
             retry_after=RETRY_AFTER,
         ) from None
+
+
+PartitionedRecord = tuple[int, bytes, bytes]
+"""A Kafka record whose partition is chosen already: partition, key, value."""
+
+STREAM_TIMEOUT: Final = 2 * PUBLISH_TIMEOUT
+"""Seconds an import's events may take from the first parsed to the last acknowledged, the
+parsing that overlaps publishing included (each wait for Kafka is also bounded by
+PUBLISH_TIMEOUT). ``recovery.STALE_AFTER`` is longer than this and CONNECT_TIMEOUT."""
+
+
+def _unavailable(topic: str, exc: BaseException) -> ServiceUnavailable:
+    log.warning("publishing to %s failed: %r", topic, exc)
+    return ServiceUnavailable(
+        "The event log (Kafka) did not acknowledge every event in time; some may have "
+        "been published. Send the same request again with the same Idempotency-Key "
+        f"in {RETRY_AFTER} seconds: events already published are not counted twice.",
+        code="kafka_unavailable",
+        retry_after=RETRY_AFTER,
+    )
+
+
+async def partitions_of(producer: AIOKafkaProducer, topic: str) -> list[int]:
+    """The topic's partitions, in order; 503 if Kafka does not answer in time."""
+    await ensure_reachable(producer)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            return sorted(await producer.partitions_for(topic))
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise _unavailable(topic, exc) from None
+
+
+def partition_for(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition of ``key``, as the producer's default partitioner (and Java's) picks it."""
+    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+
+
+async def publish_stream(
+    producer: AIOKafkaProducer,
+    topic: str,
+    chunks: AsyncIterator[Sequence[PartitionedRecord]],
+) -> int:
+    """Publish the records of ``chunks`` as they come; return once Kafka acknowledged all.
+
+    What :func:`publish` does, for records that are still being made: each chunk goes into
+    the record batches (one per partition, sent as each fills) while the next chunk is
+    being made, so that making the records overlaps sending them. The records' partitions
+    are chosen by the caller (:func:`partition_for`), so that the per-record work here is
+    one append. Errors of ``chunks`` go through unchanged; Kafka's, and waiting for it
+    past PUBLISH_TIMEOUT (or for the whole stream past STREAM_TIMEOUT), answer 503.
+    After a 503 some records may have been published (see :func:`publish`).
+    """
+    batches: dict[int, Any] = {}
+    pending: list[asyncio.Future[Any]] = []
+
+    async def send(partition: int, batch: Any) -> None:
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                pending.append(await producer.send_batch(batch, topic, partition=partition))
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise _unavailable(topic, exc) from None
+
+    count = 0
+    try:
+        async with asyncio.timeout(STREAM_TIMEOUT):
+            async for chunk in chunks:
+                for partition, key, value in chunk:
+                    batch = batches.get(partition)
+                    if batch is None:
+                        batch = batches[partition] = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                        await send(partition, batch)
+                        batch = batches[partition] = producer.create_batch()
+                        if batch.append(key=key, value=value, timestamp=None) is None:
+                            size = len(value)
+                            raise _unavailable(topic, MessageSizeTooLargeError(f"{size} bytes"))
+                count += len(chunk)
+            for partition, batch in batches.items():
+                await send(partition, batch)
+            try:
+                if pending:
+                    await asyncio.gather(*pending)
+            except (KafkaError, OSError) as exc:
+                raise _unavailable(topic, exc) from None
+    except TimeoutError as exc:  # STREAM_TIMEOUT
+        raise _unavailable(topic, exc) from None
+    finally:
+        for future in pending:  # after a failure: no "exception never retrieved" warnings
+            future.add_done_callback(_retrieve)
+    return count
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -508,14 +508,18 @@ async def test_a_retry_after_a_half_published_failure_is_counted_once(
     data = b"lead_id,event_type,timestamp\n" + b"".join(
         b"ld_%d,page_view,2025-06-15T10:30:00Z\n" % (i % 7) for i in range(40)
     )
-    real_publish = imports.publish
+    real_publish = imports.publish_stream
 
-    async def publish_half_then_fail(producer: Any, topic: str, records: Any) -> None:
-        records = list(records)
-        await real_publish(producer, topic, records[: len(records) // 2])
+    async def publish_half_then_fail(producer: Any, topic: str, chunks: Any) -> None:
+        records = [record async for chunk in chunks for record in chunk]
+
+        async def first_half() -> Any:
+            yield records[: len(records) // 2]
+
+        await real_publish(producer, topic, first_half())
         raise ServiceUnavailable("Kafka went away.", retry_after=5)
 
-    monkeypatch.setattr(imports, "publish", publish_half_then_fail)
+    monkeypatch.setattr(imports, "publish_stream", publish_half_then_fail)
     failed = await upload(gateway, tenant, data, key="retry-me")
     assert failed.status_code == 503
     assert failed.headers["Retry-After"] == "5"
@@ -524,7 +528,7 @@ async def test_a_retry_after_a_half_published_failure_is_counted_once(
     assert detail["status"] == "failed"
     assert await published_count(settings) == 20
 
-    monkeypatch.setattr(imports, "publish", real_publish)
+    monkeypatch.setattr(imports, "publish_stream", real_publish)
     body = accepted(await upload(gateway, tenant, data, key="retry-me"))
     assert (body["import_id"], body["imported"]) == (import_id, 40)
     counts = times_published(await published(settings))
