@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Final
 
@@ -39,9 +39,9 @@ from ingest_gateway.errors import BadRequest, NotFound, PayloadTooLarge, Service
 from ingest_gateway.events import shown
 from ingest_gateway.idempotency import idempotency_key, import_event_ids, import_id_of
 from ingest_gateway.publishing import (
-    PartitionedRecord,
+    ReadyBatch,
+    RecordBatches,
     ensure_reachable,
-    partition_for,
     partitions_of,
     publish_stream,
 )
@@ -123,38 +123,39 @@ PARSE_CHUNK: Final = 256 * 1024
 
 
 class ImportEvents:
-    """The rows of a file that passed the whole-file checks → its Kafka records, a chunk
-    at a time (each chunk in a worker thread, while the chunk before is being sent).
+    """The rows of a file that passed the whole-file checks → its events in Kafka record
+    batches, a chunk of the file at a time (each chunk in a worker thread, while the
+    batches of the chunk before are sent).
 
     Counts the imported rows and the errors as it goes. The only FileRejected it can
     raise is about the header, which comes before any event.
     """
 
-    def __init__(
-        self, rows: ImportRows, chunks: Iterator[bytes], partitions: Sequence[int]
-    ) -> None:
+    def __init__(self, rows: ImportRows, chunks: Iterator[bytes], batches: RecordBatches) -> None:
         self.rows = rows
         self._chunks = chunks
-        self._partitions = partitions
+        self._batches = batches
         self._closed = False
         self._keys: dict[tuple[str | None, tuple[Alias, ...]], tuple[int, bytes]] = {}
         self.imported = 0
         self.errors = 0
         self.error_rows: list[RowError] = []
 
-    def next_chunk(self) -> list[PartitionedRecord] | None:
-        """The records of the next chunk of the file (maybe none); None after the last."""
+    def next_chunk(self) -> list[ReadyBatch] | None:
+        """The batches the next chunk of the file filled (maybe none), the last ones
+        after the file's end; None once everything was given."""
         if self._closed:
             return None
         chunk = next(self._chunks, None)
         if chunk is None:
             self._closed = True
-            return self._records(self.rows.close())
-        return self._records(self.rows.feed(chunk))
+            filled = self._add(self.rows.close())
+            return filled + self._batches.rest()
+        return self._add(self.rows.feed(chunk))
 
-    def _records(self, items: list[LeadEvent | RowError]) -> list[PartitionedRecord]:
-        unit_id, keys, partitions = self.rows.unit_id, self._keys, self._partitions
-        records: list[PartitionedRecord] = []
+    def _add(self, items: list[LeadEvent | RowError]) -> list[ReadyBatch]:
+        unit_id, keys, batches = self.rows.unit_id, self._keys, self._batches
+        filled: list[ReadyBatch] = []
         for item in items:
             if isinstance(item, LeadEvent):
                 # A lead's rows recur through a file: its key and partition are made once.
@@ -162,14 +163,14 @@ class ImportEvents:
                 known = keys.get(identity)
                 if known is None:
                     key = partition_key(unit_id, item.lead_id, item.aliases)
-                    known = keys[identity] = (partition_for(key, partitions), key)
-                records.append((known[0], known[1], encode(item)))
+                    known = keys[identity] = (batches.partition(key), key)
+                batches.add(known[0], known[1], encode(item), filled)
+                self.imported += 1
             else:
                 self.errors += 1
                 if len(self.error_rows) < import_store.ERROR_ROWS_KEPT:
                     self.error_rows.append(item)
-        self.imported += len(records)
-        return records
+        return filled
 
 
 def ignored_columns_shown(names: list[str]) -> dict[str, object]:
@@ -267,8 +268,9 @@ async def _import(
             received_at=received_at,
             event_id=import_event_ids(unit_id, import_id, key),
         )
+        partitions = await partitions_of(state.producer, topic)
         events = ImportEvents(
-            rows, spool.chunks(PARSE_CHUNK), await partitions_of(state.producer, topic)
+            rows, spool.chunks(PARSE_CHUNK), RecordBatches(state.producer, partitions)
         )
         return await _publish(state, events, key)
 
@@ -282,9 +284,9 @@ async def _publish(state: GatewayState, events: ImportEvents, key: str | None) -
     rows = events.rows
     unit_id, import_id = rows.unit_id, rows.import_id
     began = False
-    parsing: asyncio.Future[list[PartitionedRecord] | None] | None = None
+    parsing: asyncio.Future[list[ReadyBatch] | None] | None = None
 
-    async def chunks() -> AsyncIterator[list[PartitionedRecord]]:
+    async def chunks() -> AsyncIterator[list[ReadyBatch]]:
         nonlocal began, parsing
         parsing = asyncio.ensure_future(asyncio.to_thread(events.next_chunk))
         while (chunk := await parsing) is not None:

@@ -121,8 +121,9 @@ async def publish(
         ) from None
 
 
-PartitionedRecord = tuple[int, bytes, bytes]
-"""A Kafka record whose partition is chosen already: partition, key, value."""
+ReadyBatch = tuple[int, Any]
+"""A partition and a record batch for it (aiokafka's BatchBuilder, from the producer's
+``create_batch``), filled: what :func:`publish_stream` sends as it is."""
 
 STREAM_TIMEOUT: Final = 2 * PUBLISH_TIMEOUT
 """Seconds an import's events may take from the first parsed to the last acknowledged, the
@@ -151,53 +152,63 @@ async def partitions_of(producer: AIOKafkaProducer, topic: str) -> list[int]:
         raise _unavailable(topic, exc) from None
 
 
-def partition_for(key: bytes, partitions: Sequence[int]) -> int:
-    """The partition of ``key``, as the producer's default partitioner (and Java's) picks it."""
-    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+class RecordBatches:
+    """Records → filled record batches, one open batch per partition; no I/O, so that a
+    worker thread can do this per-record work while the event loop sends.
+
+    A record's partition is the producer's default partitioner's (and Java's), from its key.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, partitions: Sequence[int]) -> None:
+        self._new_batch = producer.create_batch  # builds an object; touches no shared state
+        self._partitions = partitions
+        self._open: dict[int, Any] = {}
+
+    def partition(self, key: bytes) -> int:
+        return self._partitions[(murmur2(key) & 0x7FFFFFFF) % len(self._partitions)]
+
+    def add(self, partition: int, key: bytes, value: bytes, filled: list[ReadyBatch]) -> None:
+        """Append the record; a batch it fills goes to ``filled``."""
+        batch = self._open.get(partition)
+        if batch is None:
+            batch = self._open[partition] = self._new_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full
+            filled.append((partition, batch))
+            batch = self._open[partition] = self._new_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
+
+    def rest(self) -> list[ReadyBatch]:
+        """The batches not filled, once there are no more records."""
+        rest = list(self._open.items())
+        self._open.clear()
+        return rest
 
 
 async def publish_stream(
-    producer: AIOKafkaProducer,
-    topic: str,
-    chunks: AsyncIterator[Sequence[PartitionedRecord]],
-) -> int:
-    """Publish the records of ``chunks`` as they come; return once Kafka acknowledged all.
+    producer: AIOKafkaProducer, topic: str, chunks: AsyncIterator[Sequence[ReadyBatch]]
+) -> None:
+    """Send the record batches of ``chunks`` as they come; return once Kafka acknowledged
+    all of them.
 
-    What :func:`publish` does, for records that are still being made: each chunk goes into
-    the record batches (one per partition, sent as each fills) while the next chunk is
-    being made, so that making the records overlaps sending them. The records' partitions
-    are chosen by the caller (:func:`partition_for`), so that the per-record work here is
-    one append. Errors of ``chunks`` go through unchanged; Kafka's, and waiting for it
-    past PUBLISH_TIMEOUT (or for the whole stream past STREAM_TIMEOUT), answer 503.
-    After a 503 some records may have been published (see :func:`publish`).
+    What :func:`publish` does, for records still being made: the batches are filled
+    elsewhere (:class:`RecordBatches`, in a worker thread) while those before are sent, so
+    that making the records overlaps sending them and the event loop does no per-record
+    work. Errors of ``chunks`` go through unchanged; Kafka's, and waiting for it past
+    PUBLISH_TIMEOUT (or for the whole stream past STREAM_TIMEOUT), answer 503. After a
+    503 some records may have been published (see :func:`publish`).
     """
-    batches: dict[int, Any] = {}
     pending: list[asyncio.Future[Any]] = []
-
-    async def send(partition: int, batch: Any) -> None:
-        try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT):
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise _unavailable(topic, exc) from None
-
-    count = 0
     try:
         async with asyncio.timeout(STREAM_TIMEOUT):
             async for chunk in chunks:
-                for partition, key, value in chunk:
-                    batch = batches.get(partition)
-                    if batch is None:
-                        batch = batches[partition] = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                        await send(partition, batch)
-                        batch = batches[partition] = producer.create_batch()
-                        if batch.append(key=key, value=value, timestamp=None) is None:
-                            size = len(value)
-                            raise _unavailable(topic, MessageSizeTooLargeError(f"{size} bytes"))
-                count += len(chunk)
-            for partition, batch in batches.items():
-                await send(partition, batch)
+                for partition, batch in chunk:
+                    try:
+                        async with asyncio.timeout(PUBLISH_TIMEOUT):
+                            sent = await producer.send_batch(batch, topic, partition=partition)
+                    except (KafkaError, OSError, TimeoutError) as exc:
+                        raise _unavailable(topic, exc) from None
+                    pending.append(sent)
             try:
                 if pending:
                     await asyncio.gather(*pending)
@@ -208,7 +219,6 @@ async def publish_stream(
     finally:
         for future in pending:  # after a failure: no "exception never retrieved" warnings
             future.add_done_callback(_retrieve)
-    return count
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
