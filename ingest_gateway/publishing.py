@@ -125,7 +125,7 @@ ReadyBatch = tuple[int, Any]
 """A partition and a record batch for it (aiokafka's BatchBuilder, from the producer's
 ``create_batch``), filled: what :func:`publish_stream` sends as it is."""
 
-STREAM_TIMEOUT: Final = 2 * PUBLISH_TIMEOUT
+STREAM_TIMEOUT: Final = 3 * PUBLISH_TIMEOUT
 """Seconds an import's events may take from the first parsed to the last acknowledged, the
 parsing that overlaps publishing included (each wait for Kafka is also bounded by
 PUBLISH_TIMEOUT). ``recovery.STALE_AFTER`` is longer than this and CONNECT_TIMEOUT."""
