@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from bench.deadlines import deadline_for, wait_until
 from bench.generate import generate_csv
 from bench.processes import (
     SCORERS,
+    CpuMeter,
     free_port,
     memory_mb,
     reset_peak_rss,
@@ -77,6 +78,9 @@ class ImportRun:
     peak_rss_mb: float
     """The gateway's VmHWM over this upload."""
     idle_rss_mb: float
+    cpu_us: dict[str, float]
+    """CPU microseconds per row of the file over the upload: of the gateway, and of the
+    local Postgres (for the run's database) and Kafka."""
 
     @property
     def rows_per_second(self) -> float:
@@ -94,6 +98,10 @@ class EndToEndRun:
     imported: int
     webhooks: int
     """Webhooks received during the run (delivery goes on after the run's end)."""
+    cpu_us: dict[str, float]
+    """CPU microseconds per imported event, from the upload's first byte to the trigger
+    service's catching up: of the gateway, the scorers, the trigger service, and the local
+    Postgres (its processes for the run's database) and Kafka."""
 
 
 class Gateway:
@@ -173,7 +181,9 @@ async def measure_imports(world: World, file: ImportFile, runs: int, logs: Path)
             idle = memory_mb(pid, "VmRSS")
             if not reset_peak_rss(pid):
                 raise RuntimeError("cannot reset the gateway's VmHWM (/proc/PID/clear_refs)")
+            cpu = CpuMeter(url.rsplit("/", 1)[1], {"gateway": [pid]})
             seconds, body = await gw.upload(file.data)
+            used = cpu.used()
             results.append(
                 ImportRun(
                     seconds=seconds,
@@ -181,6 +191,7 @@ async def measure_imports(world: World, file: ImportFile, runs: int, logs: Path)
                     imported=body["imported"],
                     peak_rss_mb=memory_mb(pid, "VmHWM"),
                     idle_rss_mb=idle,
+                    cpu_us={name: 1e6 * seconds / file.rows for name, seconds in used.items()},
                 )
             )
     await world.drop(url)
@@ -225,7 +236,13 @@ async def _end_to_end(
             ]
             scored_topic = [TopicPartition(topics.scored, p) for p in range(world.partitions)]
             ends = await stack.enter_async_context(end_offsets(world.base, scored_topic))
+            components = {
+                "gateway": [gw.process.pid],
+                "scorer": [p.pid for p in services[:SCORERS]],
+                "trigger_service": [services[-1].pid],
+            }
             pipeline = Pipeline(gw, conn, topics, ends, receiver, [gw.process, *services], logs)
+            pipeline.measure_cpu(url.rsplit("/", 1)[1], components)
             await pipeline.run(generate_csv(WARM_UP_SIZE, seed=1), START_TIMEOUT)
             result = await pipeline.run(file.data, deadline_for(file.rows))
     finally:
@@ -254,6 +271,13 @@ class Pipeline:
         self.receiver = receiver
         self.processes = processes
         self.logs = logs
+        self.database: str | None = None
+        self.components: dict[str, list[int]] = {}
+
+    def measure_cpu(self, database: str, components: Mapping[str, Sequence[int]]) -> None:
+        """Count the CPU of these processes (by name) and of the servers for ``database``."""
+        self.database = database
+        self.components = {name: list(pids) for name, pids in components.items()}
 
     def _alive(self) -> None:
         for process in self.processes:
@@ -263,6 +287,7 @@ class Pipeline:
     async def run(self, data: bytes, timeout: float) -> EndToEndRun:
         """Upload ``data``; return once the trigger service has evaluated all of it."""
         webhooks = self.receiver.received
+        cpu = CpuMeter(self.database, self.components) if self.database else None
         upload, body = await self.gateway.upload(data)
         accepted = time.perf_counter()
         imported: int = body["imported"]
@@ -294,12 +319,15 @@ class Pipeline:
             interval=0.01,
             what="the trigger service to reach the end of the scored topic",
         )
+        evaluated_at = time.perf_counter()
+        used = cpu.used() if cpu is not None else {}
         return EndToEndRun(
             upload=upload,
             scored=scored,
-            evaluated=time.perf_counter() - accepted,
+            evaluated=evaluated_at - accepted,
             imported=imported,
             webhooks=self.receiver.received - webhooks,
+            cpu_us={name: 1e6 * seconds / max(imported, 1) for name, seconds in used.items()},
         )
 
 

@@ -221,6 +221,39 @@ def server_pids(name: str, database: str | None = None) -> list[int]:
     return found
 
 
+class CpuMeter:
+    """The CPU time one run costs, by component: the processes named at the start (a
+    service's several processes add up under one name), the benchmark's own process when
+    it does the work itself (``this``), and the local Postgres (its processes serving
+    ``database``) and Kafka. :meth:`used` gives the CPU seconds of each since the start.
+    """
+
+    def __init__(
+        self,
+        database: str,
+        processes: Mapping[str, Sequence[int]] | None = None,
+        *,
+        this: str | None = None,
+    ) -> None:
+        self.database = database
+        self.processes = {name: list(pids) for name, pids in (processes or {}).items()}
+        self.this = this
+        self._own = os.times()
+        self._before = {name: cpu_seconds(pids) for name, pids in self.processes.items()}
+        self._servers = servers_cpu(database)
+
+    def used(self) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for name, pids in self.processes.items():
+            before = self._before[name]
+            used[name] = sum(t - before.get(pid, 0.0) for pid, t in cpu_seconds(pids).items())
+        if self.this is not None:
+            now = os.times()
+            used[self.this] = now.user + now.system - self._own.user - self._own.system
+        used.update(servers_cpu_used(self._servers, self.database))
+        return used
+
+
 def load_average() -> float:
     """The 1-minute load average: how busy the shared machine was around a run."""
     return os.getloadavg()[0]

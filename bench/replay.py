@@ -18,7 +18,7 @@ import asyncpg
 
 from bench.consumers import time_consumption
 from bench.deadlines import deadline_for
-from bench.processes import running, service_env
+from bench.processes import CpuMeter, running, service_env
 from bench.scorer_alone import publish_events
 from bench.seed import RULESETS, UNIT, add_rulesets, add_unit
 from bench.world import World
@@ -31,6 +31,9 @@ class ReplayRun:
     """Events in the rebuilt projections."""
     records_read: int
     seconds: float
+    cpu_us: dict[str, float]
+    """CPU microseconds per event: of the replay (it runs in the benchmark's process), and
+    of the local Postgres (for the run's database) and Kafka."""
 
     @property
     def events_per_second(self) -> float:
@@ -56,9 +59,12 @@ async def measure_replay(
         await conn.close()
     results = []
     for _ in range(runs):
+        cpu = CpuMeter(url.rsplit("/", 1)[1], this="replay")
         started = time.perf_counter()
         summary = await asyncio.wait_for(replay(settings), timeout=deadline_for(2 * count))
         seconds = time.perf_counter() - started
-        results.append(ReplayRun(summary.totals.events, summary.records_read, seconds))
+        events = summary.totals.events
+        cpu_us = {name: 1e6 * s / max(events, 1) for name, s in cpu.used().items()}
+        results.append(ReplayRun(events, summary.records_read, seconds, cpu_us))
     await world.drop(url)
     return results

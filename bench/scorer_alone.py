@@ -1,7 +1,7 @@
 """Scorer throughput: events per second from a full topic into the projections.
 
     source scripts/env.sh && .venv/bin/python -m bench.scorer_alone \
-        [--events 200000] [--people 20000] [--runs 3] [--processes 1] [--batch 20000]
+        [--events 200000] [--people 20000] [--runs 3] [--processes 1] [--batch 20000] [--zipf 1.0]
 
 Publishes N events once into a fresh topic namespace (a mix of lead ids, aliases that
 create leads and aliases that find them again, three rulesets, one of them dated), then,
@@ -9,16 +9,20 @@ for each run, points a fresh database at it and times ``python -m scorer`` (a se
 process, as in production) consuming them all as the group ``leadvibe-scorer``. Prints
 each run and the median. The rate counts from the first committed batch to the last,
 so the consumer group's join time is left out (it is printed separately).
-``make bench`` runs the same measurement over 1,000,000 events (row 3).
+``make bench`` runs the same measurement over 1,000,000 events (row 3), and again with
+each event's person drawn Zipf-like (``--zipf 1.0``, row 8: a few leads with very many
+events, most with a handful).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,20 +44,44 @@ from schemas.topics import partition_key
 EVENT_TYPES = ["page_view", "email_open", "email_click", "form_submit", "webinar_attend"]
 
 
+ZIPF_EXPONENT = 1.0
+"""The exponent of row 8's Zipf-like people: the person of rank k has weight 1 / k**s."""
+
+
+def zipf_people(people: int, exponent: float, rng: random.Random) -> Callable[[], int]:
+    """Draws of a person in ``range(people)``, person k (0-based) having weight
+    ``1 / (k + 1) ** exponent``: with 1.0 over 100,000 people, person 0 has 8% of the
+    events, the first 100 people 43%, and most people a handful or none."""
+    cumulative = list(itertools.accumulate(1 / (k + 1) ** exponent for k in range(people)))
+    total = cumulative[-1]
+    search = bisect.bisect_right
+    random_ = rng.random
+    last = people - 1
+    return lambda: min(search(cumulative, random_() * total), last)
+
+
 def iter_events(
-    count: int, people: int, seed: int = 7, *, unit_id: str = UNIT, metadata_share: float = 0.0
+    count: int,
+    people: int,
+    seed: int = 7,
+    *,
+    unit_id: str = UNIT,
+    metadata_share: float = 0.0,
+    zipf: float | None = None,
 ) -> Iterator[LeadEvent]:
     """Events about ``people`` people of ``unit_id``: 40% by lead id, 30% by lead id with a
     cookie, 30% by e-mail only (sometimes with a phone), which is another lead per person,
     made from its aliases. The fewer events per lead, the more lead rows each batch writes.
-    A share ``metadata_share`` of them name a campaign in their metadata."""
+    A share ``metadata_share`` of them name a campaign in their metadata. Each event's
+    person is drawn uniformly, or with ``zipf`` Zipf-like (:func:`zipf_people`)."""
     rng = random.Random(seed)
     ids = random.Random(seed + 1)  # apart, so that the events are the same whatever the ids
     leads = max(people, 1)
     start = datetime(2025, 1, 1, tzinfo=UTC)
     received = int(start.timestamp() * 1000) + 365 * 24 * 3_600_000
+    draw = zipf_people(leads, zipf, rng) if zipf else lambda: rng.randrange(leads)
     for n in range(count):
-        person = rng.randrange(leads)
+        person = draw()
         kind = rng.random()
         lead_id: str | None = None
         aliases: tuple[Alias, ...] = ()
@@ -92,9 +120,10 @@ async def publish_events(
     *,
     unit_id: str = UNIT,
     metadata_share: float = 0.0,
+    zipf: float | None = None,
 ) -> None:
     """The events of :func:`iter_events` on the events topic, keyed as the gateway keys them."""
-    events = iter_events(count, people, unit_id=unit_id, metadata_share=metadata_share)
+    events = iter_events(count, people, unit_id=unit_id, metadata_share=metadata_share, zipf=zipf)
     await publish_chunked(
         bootstrap_servers,
         topics.events,
@@ -183,13 +212,21 @@ async def main() -> None:
     )
     options.add_argument("--batch", type=int, default=20_000, help="LEADVIBE_SCORER_BATCH")
     options.add_argument("--processes", type=int, default=1, help="scorer processes in the group")
+    options.add_argument(
+        "--zipf",
+        type=float,
+        metavar="S",
+        help="draw each event's person Zipf-like with exponent S (make bench's row 8: 1.0)",
+    )
     args = options.parse_args()
 
     base = Settings.from_env()
     async with open_world(base, partitions=args.partitions) as world:
         topics = await world.topics("scorer")
         took = await timed(
-            publish_events(base.kafka_bootstrap_servers, topics, args.events, args.people)
+            publish_events(
+                base.kafka_bootstrap_servers, topics, args.events, args.people, zipf=args.zipf
+            )
         )
         print(f"published {args.events} events to {topics.events} in {took:.1f} s", file=sys.stderr)
         logs = logs_of(world.run_id)

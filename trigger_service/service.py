@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 
 GROUP = "leadvibe-triggers"
 
+BATCH = 20_000
+"""Records the service takes from Kafka per batch (at most). Each batch costs a few round
+trips whatever its size (its offsets locked and stored, the active triggers read, the
+commit): 20,000 rather than 5,000 spreads them over four times as many records."""
+
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 """Postgres settings of the service's connections.
 
@@ -158,7 +163,7 @@ async def run(
     *,
     stop: asyncio.Event | None = None,
     policy: DeliveryPolicy | None = None,
-    max_records: int = 5000,
+    max_records: int = BATCH,
 ) -> None:
     """Run the service until ``stop`` is set (default: until SIGTERM or SIGINT).
 

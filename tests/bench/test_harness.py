@@ -26,7 +26,14 @@ async def test_every_row_is_measured_on_tiny_volumes(
 
     assert results.failures == {}
     figures = results.table.figures
-    assert {f.row for f in figures} == {"1", "2", "3", "4", "5", "6"}
+    assert {f.row for f in figures} == {"1", "2", "3", "4", "5", "6", "8"}
+    cpu = {f.row: f for f in figures if f.label.startswith("  CPU µs per")}
+    assert set(cpu) == {"1", "2", "3", "4", "5", "8"}
+    assert "gateway" in cpu["1"].label
+    assert "postgres" in cpu["1"].label
+    for name in ("gateway", "scorer", "trigger_service", "postgres", "kafka"):
+        assert name in cpu["2"].label, cpu["2"].label
+    assert "replay" in cpu["5"].label
     for figure in figures:
         if figure.note.startswith("not available"):
             continue  # Kafka's producer benchmark, where java or its jars are missing
@@ -35,5 +42,11 @@ async def test_every_row_is_measured_on_tiny_volumes(
         assert math.isfinite(figure.value), figure
         assert figure.verdict == ""  # not the volumes: no targets
     assert results.details["scorer alone"][0]["applied"] == TINY.events
+    assert results.details["scorer alone, Zipf"][0]["applied"] == TINY.events
+    # Zipf-like: the same events over far fewer leads than the uniform draw reaches.
+    assert (
+        results.details["scorer alone, Zipf"][0]["leads"]
+        < results.details["scorer alone"][0]["leads"]
+    )
     assert results.details["end to end"][0]["imported"] > 900
     assert "scorer alone: 2,000 events" in results.table.render()
