@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from ingest_gateway.import_store import Publisher
 from ingest_gateway.live import LiveEvents
-from ingest_gateway.upload_slots import UploadSlots
+from ingest_gateway.upload_slots import SharedSlots
 from leadvibe.settings import Settings
 from leadvibe.tenancy import TokenCache
 
@@ -22,7 +22,7 @@ class GatewayState:
     producer: AIOKafkaProducer
     publisher: Publisher
     """This process, as the publisher of the imports it begins (ingest_gateway.recovery)."""
-    uploads: UploadSlots = field(init=False)
+    uploads: SharedSlots = field(init=False)
     """The import slots, sized by the settings."""
     tokens: TokenCache = field(init=False)
     """Principals of recently used tokens (``token_cache_seconds``)."""
@@ -31,7 +31,11 @@ class GatewayState:
 
     def __post_init__(self) -> None:
         settings = self.settings
-        slots = UploadSlots(per_unit=settings.uploads_per_unit, in_all=settings.uploads_in_all)
+        slots = SharedSlots(
+            settings.database_url,
+            per_unit=settings.uploads_per_unit,
+            in_all=settings.uploads_in_all,
+        )
         object.__setattr__(self, "uploads", slots)
         object.__setattr__(self, "tokens", TokenCache(settings.token_cache_seconds))
         live = LiveEvents(
