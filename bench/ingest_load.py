@@ -32,7 +32,7 @@ from aiokafka import TopicPartition
 from bench.deadlines import wait_until
 from bench.imports import end_offsets, gateway
 from bench.load import LoadResult, run_load
-from bench.processes import ROOT, SCORERS, load_average, running, service_env
+from bench.processes import ROOT, SCORERS, cpu_seconds, load_average, running, service_env
 from bench.seed import add_tenant
 from bench.world import World, open_world
 from leadvibe.settings import Settings
@@ -80,6 +80,9 @@ class IngestLoadRun:
     applied: int = 0
     """Rows of the run's unit in the scorer's events table once the consumers caught up."""
     load: dict[str, float] = field(default_factory=dict)
+    gateway_cpu_per_request: dict[str, float] = field(default_factory=dict)
+    """Load → CPU seconds the gateway's processes used per 2xx answer: the figure the
+    machine's other load changes least."""
 
     @property
     def ingest_to_read(self) -> float:
@@ -106,11 +109,26 @@ class IngestLoadRun:
             "published": self.published,
             "applied": self.applied,
             "load_average": self.load,
+            "gateway_cpu_per_request": self.gateway_cpu_per_request,
         }
 
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def gateway_tree(pid: int) -> list[int]:
+    """The gateway's process and its children (its copies, when it runs several)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if parent == pid:
+                children.append(int(entry.name))
+    return [pid, *children]
 
 
 @asynccontextmanager
@@ -122,7 +140,10 @@ async def consumers(env: dict[str, str], logs: Path, tag: str) -> AsyncIterator[
         yield
 
 
-async def measure(world: World, logs: Path, seconds: float = SECONDS) -> IngestLoadRun:
+async def measure(
+    world: World, logs: Path, seconds: float = SECONDS, processes: int = SCORERS
+) -> IngestLoadRun:
+    """The row, with ``processes`` gateway processes (``make run``: one per core)."""
     topics = await world.topics("ingest")
     url = await world.database("ingest")
     conn = await asyncpg.connect(url)
@@ -135,10 +156,15 @@ async def measure(world: World, logs: Path, seconds: float = SECONDS) -> IngestL
         )
         auth = [("Authorization", f"Bearer {token}")]
         post = [*auth, ("Content-Type", "application/json")]
-        async with gateway(env, token, logs / "gateway-ingest.log") as gw:
+        gateway_env = {**env, "LEADVIBE_GATEWAY_PROCESSES": str(processes)}
+        async with gateway(gateway_env, token, logs / "gateway-ingest.log") as gw:
             base = str(gw.client.base_url).rstrip("/")
 
+            cpu: dict[str, float] = {}
+
             async def load(name: str, path: str, clients: int, body: bytes = b"") -> LoadResult:
+                tree = gateway_tree(gw.process.pid)
+                before = sum(cpu_seconds(tree).values())
                 result = await run_load(
                     base + path,
                     clients=clients,
@@ -147,7 +173,12 @@ async def measure(world: World, logs: Path, seconds: float = SECONDS) -> IngestL
                     headers=post if body else auth,
                     body=body,
                 )
-                say(f"   {name}: {result.summary()} (load average {load_average():.1f})")
+                used = sum(cpu_seconds(tree).values()) - before
+                cpu[name] = used / max(1, result.ok)
+                say(
+                    f"   {name}: {result.summary()}, gateway CPU {cpu[name] * 1e6:,.0f} µs a "
+                    f"request (load average {load_average():.1f})"
+                )
                 if result.sample_failure:
                     say("   first failure: " + result.sample_failure[:300].replace("\r\n", " | "))
                 return result
@@ -179,7 +210,7 @@ async def measure(world: World, logs: Path, seconds: float = SECONDS) -> IngestL
                 BATCH_CLIENTS,
                 batch_of(BATCH),
             )
-        run = IngestLoadRun(reads, single, with_consumers, alone)
+        run = IngestLoadRun(reads, single, with_consumers, alone, gateway_cpu_per_request=cpu)
         partitions = [TopicPartition(topics.events, p) for p in range(world.partitions)]
         async with end_offsets(world.base, partitions) as ends:
             run.published = sum((await ends()).values())
@@ -211,9 +242,9 @@ async def measure(world: World, logs: Path, seconds: float = SECONDS) -> IngestL
     return run
 
 
-async def _main(seconds: float, logs: Path) -> IngestLoadRun:
+async def _main(seconds: float, processes: int, logs: Path) -> IngestLoadRun:
     async with open_world(Settings.from_env()) as world:
-        return await measure(world, logs / world.run_id, seconds)
+        return await measure(world, logs / world.run_id, seconds, processes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.ingest_load", description=__doc__.splitlines()[0]
     )
     p.add_argument("--seconds", type=float, default=SECONDS)
+    p.add_argument("--processes", type=int, default=SCORERS, help="gateway processes")
     args = p.parse_args(argv)
-    run = uvloop.run(_main(args.seconds, ROOT / "bench-results" / "logs"))
+    run = uvloop.run(_main(args.seconds, args.processes, ROOT / "bench-results" / "logs"))
     print(json.dumps(run.as_json(), indent=2))
     return 0
 

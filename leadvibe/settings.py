@@ -70,8 +70,9 @@ class Settings:
     """Bytes of live events a gateway process holds unacknowledged by Kafka
     (LEADVIBE_INGEST_BUFFER_MB, default 32); past it requests wait, then get 429."""
     gateway_processes: int = 1
-    """Gateway processes sharing the port (LEADVIBE_GATEWAY_PROCESSES; ``make run``: one
-    per core); see ingest_gateway/processes.py."""
+    """Gateway processes sharing the port (LEADVIBE_GATEWAY_PROCESSES: a number, or ``auto``
+    for one per core this process may run on; ``make run`` and compose: ``auto``); see
+    ingest_gateway/processes.py."""
     ingest_wait_seconds: float = 2.0
     """Seconds a live request waits for room in that buffer before its 429
     (LEADVIBE_INGEST_WAIT_SECONDS)."""
@@ -151,6 +152,8 @@ class Settings:
             token_cache_seconds=seconds("LEADVIBE_TOKEN_CACHE_SECONDS", 1.0),
             access_log=boolean("LEADVIBE_ACCESS_LOG"),
             ingest_buffer_bytes=integer("LEADVIBE_INGEST_BUFFER_MB", 32) * 1024 * 1024,
-            gateway_processes=integer("LEADVIBE_GATEWAY_PROCESSES", 1),
+            gateway_processes=len(os.sched_getaffinity(0))
+            if env.get("LEADVIBE_GATEWAY_PROCESSES", "").strip().lower() == "auto"
+            else integer("LEADVIBE_GATEWAY_PROCESSES", 1),
             ingest_wait_seconds=seconds("LEADVIBE_INGEST_WAIT_SECONDS", 2.0),
         )
