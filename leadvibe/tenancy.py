@@ -6,6 +6,7 @@ in that unit. Only a SHA-256 of the token is stored.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -112,6 +113,7 @@ class TokenCache:
         self.size = size
         self._clock = clock
         self._known: dict[bytes, tuple[float, Principal]] = {}
+        self._pending: dict[bytes, asyncio.Task[Principal | None]] = {}
 
     async def authenticate(self, conn: Connection | asyncpg.Pool, token: str) -> Principal | None:
         """What :func:`authenticate` answers, from the cache while it is fresh."""
@@ -120,7 +122,23 @@ class TokenCache:
         known = self._known.get(token_hash)
         if known is not None and known[0] > now:
             return known[1]
+        # One query per token at a time, in a task of its own: the requests that find the
+        # entry stale together (every ``ttl`` under load) share its answer, and one of them
+        # giving up (cancelled) does not cancel it for the others.
+        lookup = self._pending.get(token_hash)
+        if lookup is None:
+            lookup = asyncio.get_running_loop().create_task(self._lookup(conn, token, now))
+            self._pending[token_hash] = lookup
+            lookup.add_done_callback(lambda done: self._settled(token_hash, done))
+        return await asyncio.shield(lookup)
+
+    async def _lookup(
+        self, conn: Connection | asyncpg.Pool, token: str, now: float
+    ) -> Principal | None:
         principal = await authenticate(conn, token)
+        token_hash = hash_token(token)
+        if self._pending.get(token_hash) is not asyncio.current_task():
+            return principal  # forgotten meanwhile: this answer may predate a unit switch
         if principal is None:
             self._known.pop(token_hash, None)
         elif self.ttl > 0:
@@ -129,6 +147,13 @@ class TokenCache:
             self._known[token_hash] = (now + self.ttl, principal)
         return principal
 
+    def _settled(self, token_hash: bytes, lookup: asyncio.Task[Principal | None]) -> None:
+        if self._pending.get(token_hash) is lookup:
+            del self._pending[token_hash]
+        if not lookup.cancelled():
+            lookup.exception()  # seen, even if every request waiting for it gave up
+
     def forget(self, token_hash: bytes) -> None:
         """Ask the database about this token at its next use (its unit was switched)."""
         self._known.pop(token_hash, None)
+        self._pending.pop(token_hash, None)

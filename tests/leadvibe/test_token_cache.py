@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -15,10 +16,16 @@ class FakeConnection:
     def __init__(self) -> None:
         self.rows: dict[bytes, dict[str, str]] = {}
         self.queries = 0
+        self.asked = asyncio.Event()
 
     async def fetchrow(self, query: str, token_hash: bytes) -> dict[str, str] | None:
+        """The row as it is now, answered after a turn of the loop (as over a network)."""
         self.queries += 1
-        return self.rows.get(token_hash)
+        row = self.rows.get(token_hash)
+        answer = None if row is None else dict(row)
+        self.asked.set()
+        await asyncio.sleep(0)
+        return answer
 
 
 class Clock:
@@ -80,3 +87,26 @@ async def test_a_ttl_of_zero_asks_every_time() -> None:
     for _ in range(3):
         await cache.authenticate(conn_of(fake), "lv_a")
     assert fake.queries == 3
+
+
+async def test_requests_that_find_the_entry_stale_together_share_one_query() -> None:
+    fake = FakeConnection()
+    fake.rows[hash_token("lv_a")] = {"org_id": "org_1", "active_unit_id": "ou_1"}
+    cache = TokenCache(1.0)
+    answers = await asyncio.gather(*(cache.authenticate(conn_of(fake), "lv_a") for _ in range(20)))
+    assert len(set(answers)) == 1
+    assert fake.queries == 1
+
+
+async def test_an_answer_from_before_forget_is_not_cached() -> None:
+    fake = FakeConnection()
+    fake.rows[hash_token("lv_a")] = {"org_id": "org_1", "active_unit_id": "ou_1"}
+    cache = TokenCache(60.0)
+    lookup = asyncio.ensure_future(cache.authenticate(conn_of(fake), "lv_a"))
+    await fake.asked.wait()  # the query has read the row (ou_1) and is on its way back
+    fake.rows[hash_token("lv_a")]["active_unit_id"] = "ou_2"
+    cache.forget(hash_token("lv_a"))  # the switch is answered meanwhile
+    await lookup
+    after = await cache.authenticate(conn_of(fake), "lv_a")
+    assert after is not None
+    assert after.unit_id == "ou_2"
