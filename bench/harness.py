@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from bench import baselines, imports, replay, scorer_alone, triggers_alone
+from bench import baselines, imports, ingest_load, replay, scorer_alone, triggers_alone
 from bench.imports import FILE_SIZE, ImportFile
 from bench.processes import SCORERS, load_average
 from bench.report import Figure, Table, Target
@@ -30,8 +30,8 @@ T = TypeVar("T")
 
 EVENTS = 1_000_000
 """The issue's volume for the scorer, the trigger service and the replay."""
-ROWS = frozenset("1234568")
-"""The issue's rows 1 to 6, and 8: the scorer alone over events whose leads are Zipf-like."""
+ROWS = frozenset("12345678")
+"""The issue's rows 1 to 6, 7 (live ingest) and 8 (the scorer alone over Zipf-like leads)."""
 EVENTS_PER_PERSON = 10
 """As in the 10 MB file (about 8 events per lead) and the scorer's own benchmark."""
 
@@ -46,6 +46,8 @@ class Config:
     """Runs of each measurement over ``events`` (scorer, trigger service, replay, COPY)."""
     rows: frozenset[str] = ROWS
     """The issue's rows to measure (the ratios of row 6 need rows 1 and 3 too)."""
+    live_seconds: float = ingest_load.SECONDS
+    """Seconds of each load of row 7 (live ingest)."""
 
     @property
     def people(self) -> int:
@@ -55,7 +57,11 @@ class Config:
     @property
     def full(self) -> bool:
         """The issue's volumes, to which its targets apply."""
-        return self.file_size == FILE_SIZE and self.events == EVENTS
+        return (
+            self.file_size == FILE_SIZE
+            and self.events == EVENTS
+            and self.live_seconds == ingest_load.SECONDS
+        )
 
 
 @dataclass
@@ -150,6 +156,8 @@ class Harness:
             await self.triggers_alone()
         if "5" in rows:
             await self.replay()
+        if "7" in rows:
+            await self.live_ingest()
         if "8" in rows:
             await self.scorer_zipf()
         return self.results
@@ -367,6 +375,55 @@ class Harness:
         rates = [r.events_per_second for r in runs]
         self.table.add(Figure("5", label, "events/s", rates, self.target(">=", 50_000)))
         self.table.add(cpu_figure("5", "event", [r.cpu_us for r in runs]))
+
+    async def live_ingest(self) -> None:
+        """Row 7 (issue 14): POST /ingest under load, beside GET /leads?limit=1."""
+        seconds = self.config.live_seconds
+        s = f"{seconds:g} s"
+        label = f"POST /ingest, 1 event, {ingest_load.ONE_EVENT_CLIENTS} clients, {s}, all running"
+        run = await self.step(
+            "live ingest", lambda: ingest_load.measure(self.world, self.logs, seconds)
+        )
+        if run is None:
+            self.failed("7", label, "live ingest")
+            return
+        one, alone, busy = run.one_event, run.batches_alone, run.batches_with_consumers
+        batch = ingest_load.BATCH
+        self.table.add(Figure("7", label, "requests/s", [one.rate]))
+        self.table.add(
+            Figure(
+                "7",
+                "  ÷ GET /leads?limit=1 requests/s, same run",
+                "x",
+                [run.ingest_to_read],
+                self.target(">=", 0.5),
+            )
+        )
+        self.table.add(Figure("7", "  GET /leads?limit=1", "requests/s", [run.reads.rate]))
+        self.table.add(
+            Figure("7", "  p99", "ms", [one.percentile(99) * 1000], self.target("<=", 50))
+        )
+        self.table.add(Figure("7", "  errors", "errors", [one.errors], self.target("<=", 0)))
+        label = (
+            f"POST /ingest, {batch} events, {ingest_load.BATCH_CLIENTS} clients, consumers stopped"
+        )
+        self.table.add(
+            Figure("7", label, "events/s", [alone.rate * batch], self.target(">=", 50_000))
+        )
+        self.table.add(Figure("7", "  errors", "errors", [alone.errors], self.target("<=", 0)))
+        self.table.add(
+            Figure("7", "  the same, consumers running", "events/s", [busy.rate * batch])
+        )
+        self.table.add(Figure("7", "  errors", "errors", [busy.errors], self.target("<=", 0)))
+        self.table.add(
+            Figure(
+                "7",
+                "accepted events not applied exactly once",
+                "events",
+                [abs(run.applied - run.accepted)],
+                self.target("<=", 0),
+            )
+        )
 
 
 async def run_all(base: Settings, config: Config, logs: Path) -> Results:

@@ -48,6 +48,9 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "LEADVIBE_TOPIC_NAMESPACE": settings.topics.namespace,
         "LEADVIBE_EVENTS_PARTITIONS": str(settings.events_partitions),
         "LEADVIBE_LOG_LEVEL": "warning",
+        # Not the health port of the shell's own stack: several consumers would share it,
+        # and all but the first would exit.
+        "LEADVIBE_HEALTH_PORT": "",
         **extra,
     }
 

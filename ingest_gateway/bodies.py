@@ -88,6 +88,25 @@ def count_values(body: bytes) -> int:
 async def read_json(request: Request, *, limit: int = JSON_LIMIT) -> Any:
     """The request's JSON body: 413 beyond ``limit`` bytes or ``limit // BYTES_PER_VALUE``
     values, 400 if not JSON, 408 if the client sends it too slowly."""
+    return decode_json(await read_json_bytes(request, limit=limit))
+
+
+def decode_json(data: bytes) -> Any:
+    """``data`` as Python objects; 400 if it is not usable JSON."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest(
+            "The body is not usable JSON: it nests arrays or objects too deeply.",
+            code="invalid_json",
+        ) from None
+
+
+async def read_json_bytes(request: Request, *, limit: int = JSON_LIMIT) -> bytes:
+    """The bytes of a JSON body within the limits of :func:`read_json`, not yet decoded
+    (for an endpoint that decodes them into its own types)."""
     content_type = request.headers.get("content-type", "application/json")
     if "json" not in content_type:
         raise UnsupportedMediaType(f"Send the body as application/json (got {content_type!r}).")
@@ -104,15 +123,7 @@ async def read_json(request: Request, *, limit: int = JSON_LIMIT) -> Any:
             "send fewer, or split them over several requests.",
             code="too_many_values",
         )
-    try:
-        return msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
-    except RecursionError:
-        raise BadRequest(
-            "The body is not usable JSON: it nests arrays or objects too deeply.",
-            code="invalid_json",
-        ) from None
+    return data
 
 
 def query_int(request: Request, name: str, default: int, *, low: int, high: int) -> int:

@@ -69,6 +69,11 @@ async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
     return connection
 
 
+async def open_connection(database_url: str) -> asyncpg.Connection:
+    """A connection of its own (not the pool's), for a session that holds locks."""
+    return await _connect(database_url, timeout=CONNECT_TIMEOUT)
+
+
 @asynccontextmanager
 async def open_gateway_pool(
     database_url: str, *, max_size: int = 10

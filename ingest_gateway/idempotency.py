@@ -69,9 +69,22 @@ def import_event_ids(
     return ordered_ids("ev_", millis, *parts)
 
 
+_CROCKFORD: Final = "0123456789abcdefghjkmnpqrstvwxyz"
+POSITIONS: Final = 32 * 32
+"""Events one request's sortable ids can tell apart: its last two characters."""
+
+
 def ingest_event_ids(unit_id: str, key: str | None, count: int) -> list[str]:
-    """Ids of the events of one POST /ingest, in order: derived from (unit, key, position)."""
+    """Ids of the events of one POST /ingest, in order: derived from (unit, key, position).
+
+    Without a key, one sortable id of the request with its last two characters (10 of its 80
+    random bits) replaced by the event's position: as sortable, 70 random bits per request,
+    and a fraction of the cost of a random id per event.
+    """
     if key is None:
-        return [sortable_id("ev_") for _ in range(count)]
+        if count > POSITIONS:
+            return [sortable_id("ev_") for _ in range(count)]
+        stem = sortable_id("ev_")[:-2]
+        return [stem + _CROCKFORD[n >> 5] + _CROCKFORD[n & 31] for n in range(count)]
     derive = derived_ids(unit_id, key, "ingest")
     return [derive(str(position)) for position in range(count)]

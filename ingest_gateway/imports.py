@@ -228,7 +228,7 @@ async def post_import(request: Request) -> JSON:
         done = await import_store.find(state.pool, unit_id, import_id)
         if done is not None and done.status == "completed":
             return _replay(done)
-    with state.uploads.take(unit_id):
+    async with state.uploads.take(unit_id):
         return await _import(request, state, unit_id, import_id, key, skip_triggers, done)
 
 

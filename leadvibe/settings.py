@@ -59,6 +59,23 @@ class Settings:
     """Seconds a request body may send nothing (LEADVIBE_BODY_IDLE_SECONDS); 408 beyond."""
     body_timeout: float = 120.0
     """Seconds of waiting for one request body in all (LEADVIBE_BODY_SECONDS); 408 beyond."""
+    token_cache_seconds: float = 1.0
+    """Seconds a gateway process trusts a token's principal without asking the database
+    (LEADVIBE_TOKEN_CACHE_SECONDS, 0: ask every time): a revocation or a unit switch
+    takes effect in every process within it."""
+    access_log: bool = False
+    """A log line per request (LEADVIBE_ACCESS_LOG; off: at high rates it costs more than
+    the request)."""
+    ingest_buffer_bytes: int = 32 * 1024 * 1024
+    """Bytes of live events a gateway process holds unacknowledged by Kafka
+    (LEADVIBE_INGEST_BUFFER_MB, default 32); past it requests wait, then get 429."""
+    gateway_processes: int = 1
+    """Gateway processes sharing the port (LEADVIBE_GATEWAY_PROCESSES: a number, or ``auto``
+    for one per core this process may run on; ``make run`` and compose: ``auto``); see
+    ingest_gateway/processes.py."""
+    ingest_wait_seconds: float = 2.0
+    """Seconds a live request waits for room in that buffer before its 429
+    (LEADVIBE_INGEST_WAIT_SECONDS)."""
 
     @property
     def database_url_redacted(self) -> str:
@@ -84,6 +101,18 @@ class Settings:
                 raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
             if value < 1:
                 raise SettingsError(f"{name} must be at least 1, got {value}")
+            return value
+
+        def seconds(name: str, default: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+            if not 0 <= value <= 3600:
+                raise SettingsError(f"{name} must be between 0 and 3600 seconds, got {raw!r}")
             return value
 
         def boolean(name: str) -> bool:
@@ -120,4 +149,11 @@ class Settings:
             uploads_in_all=integer("LEADVIBE_UPLOADS_IN_ALL", 8),
             body_idle_timeout=integer("LEADVIBE_BODY_IDLE_SECONDS", 20),
             body_timeout=integer("LEADVIBE_BODY_SECONDS", 120),
+            token_cache_seconds=seconds("LEADVIBE_TOKEN_CACHE_SECONDS", 1.0),
+            access_log=boolean("LEADVIBE_ACCESS_LOG"),
+            ingest_buffer_bytes=integer("LEADVIBE_INGEST_BUFFER_MB", 32) * 1024 * 1024,
+            gateway_processes=len(os.sched_getaffinity(0))
+            if env.get("LEADVIBE_GATEWAY_PROCESSES", "").strip().lower() == "auto"
+            else integer("LEADVIBE_GATEWAY_PROCESSES", 1),
+            ingest_wait_seconds=seconds("LEADVIBE_INGEST_WAIT_SECONDS", 2.0),
         )

@@ -6,8 +6,11 @@ in that unit. Only a SHA-256 of the token is stored.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -91,3 +94,66 @@ async def set_active_unit(
         principal.org_id,
     )
     return status == "UPDATE 1"
+
+
+class TokenCache:
+    """The principals of recently used tokens, each trusted for ``ttl`` seconds.
+
+    A request then costs no query for its token while its principal is fresh; a revoked
+    token, or a unit switch made through another process, takes effect in this one within
+    ``ttl`` seconds (the process that makes the switch forgets the token at once). Unknown
+    and revoked tokens are not remembered: each of their requests asks the database again.
+    At most ``size`` tokens are kept; past that the cache starts afresh.
+    """
+
+    def __init__(
+        self, ttl: float, *, size: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._clock = clock
+        self._known: dict[bytes, tuple[float, Principal]] = {}
+        self._pending: dict[bytes, asyncio.Task[Principal | None]] = {}
+
+    async def authenticate(self, conn: Connection | asyncpg.Pool, token: str) -> Principal | None:
+        """What :func:`authenticate` answers, from the cache while it is fresh."""
+        token_hash = hash_token(token)
+        now = self._clock()
+        known = self._known.get(token_hash)
+        if known is not None and known[0] > now:
+            return known[1]
+        # One query per token at a time, in a task of its own: the requests that find the
+        # entry stale together (every ``ttl`` under load) share its answer, and one of them
+        # giving up (cancelled) does not cancel it for the others.
+        lookup = self._pending.get(token_hash)
+        if lookup is None:
+            lookup = asyncio.get_running_loop().create_task(self._lookup(conn, token, now))
+            self._pending[token_hash] = lookup
+            lookup.add_done_callback(lambda done: self._settled(token_hash, done))
+        return await asyncio.shield(lookup)
+
+    async def _lookup(
+        self, conn: Connection | asyncpg.Pool, token: str, now: float
+    ) -> Principal | None:
+        principal = await authenticate(conn, token)
+        token_hash = hash_token(token)
+        if self._pending.get(token_hash) is not asyncio.current_task():
+            return principal  # forgotten meanwhile: this answer may predate a unit switch
+        if principal is None:
+            self._known.pop(token_hash, None)
+        elif self.ttl > 0:
+            if len(self._known) >= self.size:
+                self._known.clear()
+            self._known[token_hash] = (now + self.ttl, principal)
+        return principal
+
+    def _settled(self, token_hash: bytes, lookup: asyncio.Task[Principal | None]) -> None:
+        if self._pending.get(token_hash) is lookup:
+            del self._pending[token_hash]
+        if not lookup.cancelled():
+            lookup.exception()  # seen, even if every request waiting for it gave up
+
+    def forget(self, token_hash: bytes) -> None:
+        """Ask the database about this token at its next use (its unit was switched)."""
+        self._known.pop(token_hash, None)
+        self._pending.pop(token_hash, None)

@@ -42,6 +42,9 @@ start() {  # start NAME MODULE [HEALTH_PORT]: run `python -m MODULE` in the back
   supervise "$1" "$LOGS/$1.log" env LEADVIBE_HEALTH_PORT="${3:-}" "$VENV_BIN/python" -m "$2" &
   pids+=($!)
 }
+# The gateway as one process per core by default, all on one port (SO_REUSEPORT): one
+# Python process cannot take live events at the rate of two cores (README, Performance).
+export LEADVIBE_GATEWAY_PROCESSES="${LEADVIBE_GATEWAY_PROCESSES:-auto}"
 start gateway ingest_gateway
 # One scorer per core by default: they share the events topic's partitions, and one
 # process alone leaves a core idle while it waits for Postgres (docs/scorer.md, "Speed").

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from leadvibe.settings import Settings, SettingsError
@@ -88,3 +90,29 @@ def test_the_gateways_upload_and_body_bounds() -> None:
     )
     assert (settings.uploads_per_unit, settings.uploads_in_all) == (1, 4)
     assert (settings.body_idle_timeout, settings.body_timeout) == (5, 60)
+
+
+def test_the_live_ingest_settings() -> None:
+    default = Settings.from_env(BASE)
+    assert default.token_cache_seconds == 1.0
+    assert default.access_log is False
+    assert default.gateway_processes == 1
+    assert default.ingest_buffer_bytes == 32 * 1024 * 1024
+    assert default.ingest_wait_seconds == 2.0
+    tuned = Settings.from_env(
+        {
+            **BASE,
+            "LEADVIBE_TOKEN_CACHE_SECONDS": "0",
+            "LEADVIBE_ACCESS_LOG": "true",
+            "LEADVIBE_GATEWAY_PROCESSES": "auto",
+            "LEADVIBE_INGEST_BUFFER_MB": "8",
+            "LEADVIBE_INGEST_WAIT_SECONDS": "0.5",
+        }
+    )
+    assert tuned.token_cache_seconds == 0.0
+    assert tuned.access_log is True
+    assert tuned.gateway_processes == len(os.sched_getaffinity(0))
+    assert tuned.ingest_buffer_bytes == 8 * 1024 * 1024
+    assert tuned.ingest_wait_seconds == 0.5
+    with pytest.raises(SettingsError, match="LEADVIBE_TOKEN_CACHE_SECONDS"):
+        Settings.from_env({**BASE, "LEADVIBE_TOKEN_CACHE_SECONDS": "soon"})
