@@ -17,8 +17,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from ingest_gateway import health, imports, ingest, leads, rulesets, triggers
-from ingest_gateway.auth import set_active_org_unit
+from ingest_gateway import health, imports, ingest, leads, org_units, rulesets, triggers
 from ingest_gateway.database import OUTAGES, open_gateway_pool, unavailable_response
 from ingest_gateway.errors import ApiError, api_error_response
 from ingest_gateway.publishing import open_gateway_producer
@@ -30,7 +29,7 @@ from leadvibe.settings import Settings
 def routes() -> list[Route]:
     return [
         *health.ROUTES,
-        Route("/org-units/active", set_active_org_unit, methods=["POST"]),
+        *org_units.ROUTES,
         *imports.ROUTES,
         *ingest.ROUTES,
         *leads.ROUTES,

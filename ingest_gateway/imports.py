@@ -232,7 +232,11 @@ async def _import(
         except FileRejected as exc:
             raise BadRequest(exc.detail, code=exc.code) from None
         except ClientDisconnect:  # nobody to answer, and nothing was published
-            log.info("an upload to import %s was cut off by the client", import_id)
+            log.info(
+                "an upload to import %s was cut off by the client",
+                import_id,
+                extra={"unit": unit_id, "import_id": import_id},
+            )
             return JSON({"error": "client_disconnected"}, status_code=400)
         assert rows.header is not None
         ignored_columns = list(rows.header.ignored_columns)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from leadvibe.logs import LOG_FORMATS, LogFormat
 from schemas.topics import DEFAULT_TOPICS, Topics
 
 
@@ -59,6 +60,8 @@ class Settings:
     """Seconds a request body may send nothing (LEADVIBE_BODY_IDLE_SECONDS); 408 beyond."""
     body_timeout: float = 120.0
     """Seconds of waiting for one request body in all (LEADVIBE_BODY_SECONDS); 408 beyond."""
+    log_format: LogFormat = "text"
+    """LEADVIBE_LOG_FORMAT: ``text`` lines (default) or ``json`` lines (leadvibe/logs.py)."""
 
     @property
     def database_url_redacted(self) -> str:
@@ -94,6 +97,9 @@ class Settings:
                 return True
             raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
+        log_format = env.get("LEADVIBE_LOG_FORMAT", "").strip().lower() or "text"
+        if log_format not in LOG_FORMATS:
+            raise SettingsError(f"LEADVIBE_LOG_FORMAT must be text or json, got {log_format!r}")
         replication_factor = integer("LEADVIBE_REPLICATION_FACTOR", 1)
         min_insync_replicas = integer("LEADVIBE_MIN_INSYNC_REPLICAS", 1)
         if min_insync_replicas > replication_factor:
@@ -120,4 +126,5 @@ class Settings:
             uploads_in_all=integer("LEADVIBE_UPLOADS_IN_ALL", 8),
             body_idle_timeout=integer("LEADVIBE_BODY_IDLE_SECONDS", 20),
             body_timeout=integer("LEADVIBE_BODY_SECONDS", 120),
+            log_format="json" if log_format == "json" else "text",
         )
