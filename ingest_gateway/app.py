@@ -15,20 +15,31 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
 
-from ingest_gateway import health, imports, ingest, leads, org_units, rulesets, triggers
+from ingest_gateway import (
+    docs_pages,
+    health,
+    imports,
+    ingest,
+    leads,
+    org_units,
+    rulesets,
+    triggers,
+)
 from ingest_gateway.database import OUTAGES, open_gateway_pool, unavailable_response
-from ingest_gateway.errors import ApiError, api_error_response
+from ingest_gateway.errors import ApiError, api_error_response, http_error_response
 from ingest_gateway.publishing import open_gateway_producer
 from ingest_gateway.recovery import new_publisher, sweep_abandoned
 from ingest_gateway.state import GatewayState
 from leadvibe.settings import Settings
 
 
-def routes() -> list[Route]:
+def routes() -> list[BaseRoute]:
     return [
         *health.ROUTES,
+        *docs_pages.ROUTES,
         *org_units.ROUTES,
         *imports.ROUTES,
         *ingest.ROUTES,
@@ -65,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes(),
         exception_handlers={
             ApiError: api_error_response,
+            HTTPException: http_error_response,
             **dict.fromkeys(OUTAGES, unavailable_response),
         },
         lifespan=lifespan,
