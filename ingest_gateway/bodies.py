@@ -29,8 +29,8 @@ from typing import Any, Final
 import msgspec
 from starlette.requests import Request
 
-from ingest_gateway.events import MAX_IDENTIFIER
 from ingest_gateway.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from ingest_gateway.events import MAX_IDENTIFIER
 from ingest_gateway.state import state_of
 from ingest_gateway.text import identifier_problem
 
