@@ -131,7 +131,8 @@ async def test_schemathesis_finds_the_live_gateway_true_to_its_document(
 ) -> None:
     """Every operation, with generated valid and invalid input (and, for half the cases,
     the ids of real resources): no 5xx, and every answer's status, headers, content type
-    and body as the document says. Bounded: a few examples an operation, 40 s in all."""
+    and body as the document says. Bounded: 5 generated examples an operation beside the
+    coverage phase's boundary values; about 30 s on an idle machine, never over 90 s."""
     async with pool.acquire() as conn:
         token = await create_token(conn, "acme", "contract")
     async with gateway_process(
@@ -155,9 +156,9 @@ async def test_schemathesis_finds_the_live_gateway_true_to_its_document(
             "--phases",
             "examples,coverage,fuzzing",
             "--max-examples",
-            "8",
+            "5",
             "--max-time",
-            "40",
+            "90",
             "--seed",
             "1",
             "--workers",
@@ -173,4 +174,5 @@ async def test_schemathesis_finds_the_live_gateway_true_to_its_document(
     # Every operation but GET /openapi.json, which schemathesis leaves out as the document.
     tested = sum(len(methods) for methods in paths.values()) - 1
     assert f"{tested} selected / {tested} total" in report, report
+    assert f"Tested: {tested}\n" in report, report  # the time bound cut none short
     assert process.returncode == 0, report + (tmp_path / "gateway.log").read_text()[-3000:]
