@@ -128,6 +128,8 @@ async def _unit_create(settings: Settings, org: str, name: str, as_json: bool) -
 async def _unit_id(settings: Settings, unit: str | None, org: str | None) -> str | None:
     """The id of the unit named on the command line (None: every unit)."""
     if unit is None:
+        if org is not None:
+            raise UnitError("--org picks among the units of one name: give --unit too")
         return None
     conn = await asyncpg.connect(settings.database_url)
     try:
@@ -187,7 +189,8 @@ def _summary_json(unit_id: str | None, summary: ReplaySummary) -> dict[str, Any]
     }
 
 
-async def _alias_collisions(settings: Settings, unit_id: str | None, as_json: bool) -> None:
+async def _alias_collisions(settings: Settings, args: argparse.Namespace) -> None:
+    unit_id, as_json = await _unit_id(settings, args.unit, args.org), args.json
     conn = await asyncpg.connect(settings.database_url)
     try:
         found = []
@@ -292,13 +295,9 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     elif args.command == "topics":
         asyncio.run(_topics_create(settings))
     elif args.command in ("replay", "rescore"):
-        if args.org and not args.unit:
-            _note(f"leadvibe {args.command}: --org needs --unit")
-            return 2
         return asyncio.run(_replay_unit(settings, args))
     elif args.command == "aliases":
-        unit_id = asyncio.run(_unit_id(settings, args.unit, args.org))
-        asyncio.run(_alias_collisions(settings, unit_id, args.json))
+        asyncio.run(_alias_collisions(settings, args))
     return 0
 
 

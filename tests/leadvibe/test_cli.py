@@ -189,6 +189,9 @@ async def test_a_name_two_organisations_use_needs_the_org_or_the_id(settings: Se
     unknown = _leadvibe(settings, "aliases", "collisions", "--unit", "nope")
     assert unknown.returncode == 1
     assert "no unit 'nope'; 'leadvibe unit list' shows every unit" in unknown.stderr
+    org_alone = _leadvibe(settings, "aliases", "collisions", "--org", "acme")
+    assert org_alone.returncode == 1
+    assert "give --unit too" in org_alone.stderr
 
 
 def test_topics_create_names_the_setting_when_the_cluster_is_too_small(
