@@ -52,9 +52,7 @@ async def test_the_document_and_its_page_are_served_without_a_cdn(
     page = await gateway.get("/docs")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "//" not in page.text.replace("<!doctype html>", "").split("<body>")[0].replace(
-        "http-equiv", ""
-    ), "the page loads nothing from another host"
+    assert "http" not in page.text, "the page loads nothing from another host"
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "docs.js"):
         served = await gateway.get(f"/docs/assets/{asset}")
         assert served.status_code == 200, asset
