@@ -166,6 +166,7 @@ async def test_schemathesis_finds_the_live_gateway_true_to_its_document(
             "--no-color",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            cwd=tmp_path,  # its cache (.schemathesis/) goes there, not into the repository
         )
         output, _ = await asyncio.wait_for(process.communicate(), timeout=300)
     report = output.decode()
