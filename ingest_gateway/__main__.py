@@ -14,14 +14,22 @@ import uvicorn
 
 from ingest_gateway.app import create_app
 from ingest_gateway.processes import supervise, worker_number
-from leadvibe.settings import Settings
+from leadvibe.service import configure_logging
+from leadvibe.settings import Settings, SettingsError
 
 
-def main() -> None:
-    settings = Settings.from_env()
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"ingest_gateway: {exc}", file=sys.stderr)
+        return 2
     number = worker_number()
     if settings.gateway_processes > 1 and number is None:
-        sys.exit(supervise(settings))
+        return supervise(settings)
+    # uvicorn's own loggers (access lines included) go through the handler set here, so
+    # that LEADVIBE_LOG_FORMAT=json makes every line of the gateway's log JSON.
+    configure_logging("gateway", settings)
     host = os.environ.get("LEADVIBE_HOST", "127.0.0.1")
     port = int(os.environ.get("LEADVIBE_PORT", "8000"))
     config = uvicorn.Config(
@@ -30,6 +38,7 @@ def main() -> None:
         port=port,
         loop="uvloop",
         http="httptools",
+        log_config=None,
         log_level=os.environ.get("LEADVIBE_LOG_LEVEL", "info"),
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,
@@ -37,7 +46,7 @@ def main() -> None:
     server = uvicorn.Server(config)
     if number is None:
         server.run()
-        return
+        return 0
     # One of several copies: each binds the port with SO_REUSEPORT, and the kernel spreads
     # the connections over them.
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -46,7 +55,8 @@ def main() -> None:
     sock.bind((host, port))
     sock.set_inheritable(True)
     server.run(sockets=[sock])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

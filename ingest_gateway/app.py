@@ -15,22 +15,32 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
 
-from ingest_gateway import health, imports, ingest, leads, rulesets, triggers
-from ingest_gateway.auth import set_active_org_unit
+from ingest_gateway import (
+    docs_pages,
+    health,
+    imports,
+    ingest,
+    leads,
+    org_units,
+    rulesets,
+    triggers,
+)
 from ingest_gateway.database import OUTAGES, open_gateway_pool, unavailable_response
-from ingest_gateway.errors import ApiError, api_error_response
+from ingest_gateway.errors import ApiError, api_error_response, http_error_response
 from ingest_gateway.publishing import open_gateway_producer
 from ingest_gateway.recovery import new_publisher, sweep_abandoned
 from ingest_gateway.state import GatewayState
 from leadvibe.settings import Settings
 
 
-def routes() -> list[Route]:
+def routes() -> list[BaseRoute]:
     return [
         *health.ROUTES,
-        Route("/org-units/active", set_active_org_unit, methods=["POST"]),
+        *docs_pages.ROUTES,
+        *org_units.ROUTES,
         *imports.ROUTES,
         *ingest.ROUTES,
         *leads.ROUTES,
@@ -66,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes(),
         exception_handlers={
             ApiError: api_error_response,
+            HTTPException: http_error_response,
             **dict.fromkeys(OUTAGES, unavailable_response),
         },
         lifespan=lifespan,

@@ -30,6 +30,7 @@ import msgspec
 from starlette.requests import Request
 
 from ingest_gateway.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from ingest_gateway.events import MAX_IDENTIFIER
 from ingest_gateway.state import state_of
 from ingest_gateway.text import identifier_problem
 
@@ -152,9 +153,15 @@ def path_text(request: Request, name: str) -> str:
     return value
 
 
-def query_text(request: Request, name: str) -> str | None:
-    """The query parameter ``name`` (None if absent); 400 if it holds a control character."""
+def query_text(request: Request, name: str, *, limit: int = MAX_IDENTIFIER) -> str | None:
+    """The query parameter ``name`` (None if absent); 400 if it holds a control character
+    or is longer than ``limit`` (by default the longest identifier, which nothing longer
+    can match)."""
     value = request.query_params.get(name)
     if value and (problem := identifier_problem(value)):
         raise BadRequest(f"{name}: {problem}.", code="invalid_query")
+    if value and len(value) > limit:
+        raise BadRequest(
+            f"{name}: at most {limit} characters, got {len(value)}.", code="invalid_query"
+        )
     return value

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 
 class ApiError(Exception):
@@ -92,3 +94,36 @@ async def api_error_response(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ServiceUnavailable | TooManyRequests):
         headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+async def http_error_response(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no such path) and 405 (not a method of the path), in our shape.
+
+    The Allow header of a 405 lists the methods of every route of the path: Starlette's
+    names only those of the first route it matched, and a path has a route per method.
+    """
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed: set[str] = set()
+        for route in request.app.routes:
+            for method in ("GET", "POST", "PUT", "DELETE"):
+                match, _ = route.matches({**request.scope, "method": method})
+                if match is Match.FULL:
+                    allowed.add(method)
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        headers["Allow"] = ", ".join(sorted(allowed))
+        body = {
+            "error": "method_not_allowed",
+            "detail": f"{request.method} is not a method of {request.url.path}; "
+            f"it has {headers['Allow']}.",
+        }
+    elif exc.status_code == 404:
+        body = {
+            "error": "not_found",
+            "detail": f"There is no {request.url.path}; GET /docs lists every endpoint.",
+        }
+    else:
+        body = {"error": "http_error", "detail": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)

@@ -259,7 +259,11 @@ async def _import(
         except FileRejected as exc:
             raise BadRequest(exc.detail, code=exc.code) from None
         except ClientDisconnect:  # nobody to answer, and nothing was published
-            log.info("an upload to import %s was cut off by the client", import_id)
+            log.info(
+                "an upload to import %s was cut off by the client",
+                import_id,
+                extra={"unit": unit_id, "import_id": import_id},
+            )
             return JSON({"error": "client_disconnected"}, status_code=400)
         partitions = await partitions_of(state.producer, state.settings.topics.events)
         created_at = earlier.created_at if earlier is not None else received_at

@@ -55,6 +55,7 @@ async def sweep_once(pool: asyncpg.Pool, publisher: Publisher) -> int:
             "import %s of unit %s was left publishing by a gateway that stopped; marked failed",
             import_id,
             unit_id,
+            extra={"unit": unit_id, "import_id": import_id},
         )
     return len(marked)
 

@@ -276,6 +276,7 @@ class ConsumeLoop(Generic[R]):
                 partitions or "",
                 reason,
                 exc_info=None if _expected(exc) else exc,  # a bug: its traceback says where
+                extra={"topic": self.topic, "partitions": partitions},
             )
         else:
             log.debug("still failing on %s%s (%s)", self.topic, partitions, reason)
@@ -323,6 +324,15 @@ class ConsumeLoop(Generic[R]):
             if dead:
                 await publish_all(self.producer, self.deadletter_topic, dead)
                 log.warning("sent %d record(s) to %s", len(dead), self.deadletter_topic)
+                for r in rejected:
+                    log.info(
+                        "dead-lettered %s[%d]@%d: %s",
+                        self.topic,
+                        r.partition,
+                        r.offset,
+                        r.reason,
+                        extra={"topic": self.topic, "partition": r.partition, "offset": r.offset},
+                    )
             next_offsets: dict[int, int] = {}
             for r in records:
                 next_offsets[r.partition] = max(next_offsets.get(r.partition, 0), r.offset + 1)
@@ -363,7 +373,12 @@ class ConsumeLoop(Generic[R]):
                 record = decode(r.value, record_type)
             except DecodeError as exc:
                 log.warning(
-                    "undecodable record at %s[%d]@%d: %s", self.topic, r.partition, r.offset, exc
+                    "undecodable record at %s[%d]@%d: %s",
+                    self.topic,
+                    r.partition,
+                    r.offset,
+                    exc,
+                    extra={"topic": self.topic, "partition": r.partition, "offset": r.offset},
                 )
                 undecodable.append(Rejected(r.partition, r.offset, f"cannot decode: {exc}"))
                 continue

@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from leadvibe import logs
 from leadvibe.backoff import Backoff, pause
 from leadvibe.consuming import ConsumeLoop, Handler, Stopped, open_consumer, stop_on_signals
 from leadvibe.db import open_pool
@@ -39,10 +40,13 @@ HandlerFactory = Callable[[asyncpg.Pool, AIOKafkaProducer], Handler[R]]
 """Builds a service's batch handler from the pool and producer the runner opened."""
 
 
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LEADVIBE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def configure_logging(service: str, settings: Settings | None = None) -> None:
+    """The process's logging: format from the settings (:mod:`leadvibe.logs`), level from
+    ``LEADVIBE_LOG_LEVEL`` (default INFO)."""
+    logs.configure_logging(
+        service,
+        settings.log_format if settings is not None else "text",
+        level=os.environ.get("LEADVIBE_LOG_LEVEL", "INFO"),
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     # While Postgres is away the pool logs a traceback at each of its reconnection tries;

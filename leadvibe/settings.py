@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from leadvibe.logs import LOG_FORMATS, LogFormat
 from schemas.topics import DEFAULT_TOPICS, Topics
 
 
@@ -76,6 +77,8 @@ class Settings:
     ingest_wait_seconds: float = 2.0
     """Seconds a live request waits for room in that buffer before its 429
     (LEADVIBE_INGEST_WAIT_SECONDS)."""
+    log_format: LogFormat = "text"
+    """LEADVIBE_LOG_FORMAT: ``text`` lines (default) or ``json`` lines (leadvibe/logs.py)."""
 
     @property
     def database_url_redacted(self) -> str:
@@ -123,6 +126,9 @@ class Settings:
                 return True
             raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
+        log_format = env.get("LEADVIBE_LOG_FORMAT", "").strip().lower() or "text"
+        if log_format not in LOG_FORMATS:
+            raise SettingsError(f"LEADVIBE_LOG_FORMAT must be text or json, got {log_format!r}")
         replication_factor = integer("LEADVIBE_REPLICATION_FACTOR", 1)
         min_insync_replicas = integer("LEADVIBE_MIN_INSYNC_REPLICAS", 1)
         if min_insync_replicas > replication_factor:
@@ -156,4 +162,5 @@ class Settings:
             if env.get("LEADVIBE_GATEWAY_PROCESSES", "").strip().lower() == "auto"
             else integer("LEADVIBE_GATEWAY_PROCESSES", 1),
             ingest_wait_seconds=seconds("LEADVIBE_INGEST_WAIT_SECONDS", 2.0),
+            log_format="json" if log_format == "json" else "text",
         )

@@ -11,7 +11,8 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 
@@ -19,6 +20,7 @@ from leadvibe.db import Connection
 from schemas.ids import sortable_id
 
 TOKEN_PREFIX = "lv_"
+UNIT_ID_PREFIX = "ou_"
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,8 @@ def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def ensure_unit(conn: Connection, org_name: str, unit_name: str) -> tuple[str, str]:
-    """The (org_id, unit_id) of the named organisation and unit, created if missing."""
+async def ensure_org(conn: Connection, org_name: str) -> str:
+    """The id of the named organisation, created if missing."""
     org_id: str = await conn.fetchval(
         """INSERT INTO organizations (org_id, name) VALUES ($1, $2)
            ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
@@ -43,18 +45,33 @@ async def ensure_unit(conn: Connection, org_name: str, unit_name: str) -> tuple[
         sortable_id("org_"),
         org_name,
     )
+    return org_id
+
+
+async def ensure_unit(conn: Connection, org_name: str, unit_name: str) -> tuple[str, str]:
+    """The (org_id, unit_id) of the named organisation and unit, created if missing."""
+    org_id = await ensure_org(conn, org_name)
     unit_id: str = await conn.fetchval(
         """INSERT INTO org_units (unit_id, org_id, name) VALUES ($1, $2, $3)
            ON CONFLICT (org_id, name) DO UPDATE SET name = EXCLUDED.name
            RETURNING unit_id""",
-        sortable_id("ou_"),
+        sortable_id(UNIT_ID_PREFIX),
         org_id,
         unit_name,
     )
     return org_id, unit_id
 
 
-async def create_token(conn: Connection, org_name: str, unit_name: str) -> str:
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token just made, with the organisation and the unit it is active on."""
+
+    token: str = field(repr=False)
+    org_id: str
+    unit_id: str
+
+
+async def issue_token(conn: Connection, org_name: str, unit_name: str) -> IssuedToken:
     """A new token for the organisation, active on the unit (both created if missing)."""
     async with conn.transaction():
         org_id, unit_id = await ensure_unit(conn, org_name, unit_name)
@@ -65,7 +82,12 @@ async def create_token(conn: Connection, org_name: str, unit_name: str) -> str:
             org_id,
             unit_id,
         )
-    return token
+    return IssuedToken(token, org_id, unit_id)
+
+
+async def create_token(conn: Connection, org_name: str, unit_name: str) -> str:
+    """A new token for the organisation, active on the unit (both created if missing)."""
+    return (await issue_token(conn, org_name, unit_name)).token
 
 
 async def authenticate(conn: Connection | asyncpg.Pool, token: str) -> Principal | None:
@@ -157,3 +179,87 @@ class TokenCache:
         """Ask the database about this token at its next use (its unit was switched)."""
         self._known.pop(token_hash, None)
         self._pending.pop(token_hash, None)
+
+
+# --- units, as people name them -------------------------------------------------------
+
+
+class UnitError(LookupError):
+    """A unit named on the command line that is not there, or not one only; the message
+    says what to type instead."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """An Organizational Unit, with its organisation's name."""
+
+    unit_id: str
+    name: str
+    org_id: str
+    org_name: str
+    created_at: datetime
+
+
+_UNITS = """SELECT u.unit_id, u.name, u.org_id, o.name AS org_name, u.created_at
+            FROM org_units AS u JOIN organizations AS o USING (org_id)"""
+
+
+def _unit(row: asyncpg.Record) -> Unit:
+    return Unit(row["unit_id"], row["name"], row["org_id"], row["org_name"], row["created_at"])
+
+
+async def units(
+    conn: Connection | asyncpg.Pool, *, org_id: str | None = None, org_name: str | None = None
+) -> list[Unit]:
+    """The units of one organisation (by id or name), or of all; oldest first."""
+    rows = await conn.fetch(
+        _UNITS
+        + """ WHERE ($1::text IS NULL OR u.org_id = $1) AND ($2::text IS NULL OR o.name = $2)
+              ORDER BY o.name, u.created_at, u.unit_id""",
+        org_id,
+        org_name,
+    )
+    return [_unit(r) for r in rows]
+
+
+async def create_unit(conn: Connection | asyncpg.Pool, org_id: str, name: str) -> Unit | None:
+    """A new unit of the organisation; None if it has a unit of that name already."""
+    row = await conn.fetchrow(
+        """WITH made AS (
+               INSERT INTO org_units (unit_id, org_id, name) VALUES ($1, $2, $3)
+               ON CONFLICT (org_id, name) DO NOTHING
+               RETURNING unit_id, name, org_id, created_at)
+           SELECT m.unit_id, m.name, m.org_id, o.name AS org_name, m.created_at
+           FROM made AS m JOIN organizations AS o USING (org_id)""",
+        sortable_id(UNIT_ID_PREFIX),
+        org_id,
+        name,
+    )
+    return None if row is None else _unit(row)
+
+
+async def resolve_unit(conn: Connection, unit: str, *, org: str | None = None) -> Unit:
+    """The unit a person named: its id, or its name (within ``org``, an organisation name,
+    when given). Raises UnitError when none matches, or a name is used in several
+    organisations."""
+    rows = await conn.fetch(
+        _UNITS
+        + """ WHERE (u.unit_id = $1 OR u.name = $1) AND ($2::text IS NULL OR o.name = $2)
+              ORDER BY u.unit_id = $1 DESC, o.name""",
+        unit,
+        org,
+    )
+    found = [_unit(r) for r in rows]
+    by_id = [u for u in found if u.unit_id == unit]
+    if by_id:
+        return by_id[0]
+    where = f" in organisation {org!r}" if org else ""
+    if not found:
+        raise UnitError(f"no unit {unit!r}{where}; 'leadvibe unit list' shows every unit")
+    if len(found) > 1:
+        choices = ", ".join(f"{u.unit_id} ({u.org_name})" for u in found)
+        raise UnitError(
+            f"{len(found)} organisations have a unit named {unit!r}: {choices}; "
+            "give its id, or the organisation with --org"
+        )
+    return found[0]

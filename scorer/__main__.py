@@ -37,7 +37,6 @@ def tune_garbage_collector() -> None:
 
 
 def main() -> int:
-    configure_logging()
     try:
         settings = Settings.from_env()
         max_records = int(os.environ.get("LEADVIBE_SCORER_BATCH", "") or MAX_RECORDS)
@@ -45,6 +44,7 @@ def main() -> int:
     except (SettingsError, ValueError) as exc:
         print(f"scorer: {exc}", file=sys.stderr)
         return 2
+    configure_logging("scorer", settings)
     log.info(
         "scoring %s into %s as group member (batches of up to %d)",
         settings.topics.events,

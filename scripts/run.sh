@@ -63,6 +63,7 @@ TOKEN=$("$VENV_BIN/leadvibe" token create --org default --unit default)
 echo
 echo "LeadVibe is up on http://127.0.0.1:${LEADVIBE_PORT:-8000} (logs: $LOGS). Ctrl-C stops it."
 echo "API token (org 'default', unit 'default'): export TOKEN=$TOKEN"
+echo "API description: http://127.0.0.1:${LEADVIBE_PORT:-8000}/docs (OpenAPI: /openapi.json)"
 echo "Consumers' health (GET /health on 127.0.0.1): the scorers on ports" \
   "$((HEALTH_BASE + 1))-$((HEALTH_BASE + SCORERS)), the trigger service on $((HEALTH_BASE + SCORERS + 1))"
 echo

@@ -16,7 +16,6 @@ log = logging.getLogger("trigger_service")
 
 
 def main() -> int:
-    configure_logging()
     try:
         settings = Settings.from_env()
         policy = DeliveryPolicy.from_env()
@@ -25,6 +24,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"trigger_service: {exc}", file=sys.stderr)
         return 2
+    configure_logging("trigger_service", settings)
     log.info("consuming %s, database %s", settings.topics.scored, settings.database_url_redacted)
     uvloop.run(run(settings, policy=policy))
     return 0

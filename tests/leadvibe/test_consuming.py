@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from leadvibe.consuming import Consumed, ConsumeLoop, Rejected, load_offsets
 from leadvibe.db import Connection
+from leadvibe.logs import json_formatter
 from leadvibe.producing import open_producer, publish_all
 from leadvibe.service import run_consumer
 from leadvibe.settings import Settings
@@ -132,8 +135,9 @@ async def test_each_record_applied_once_across_restarts(
 
 @pytest.mark.usefixtures("applied_table")
 async def test_bad_records_go_to_dead_letters_and_the_partition_moves_on(
-    settings: Settings, pool: asyncpg.Pool
+    settings: Settings, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="leadvibe.consuming")
     values = [
         encode(_event(1)),
         b"{not json",
@@ -153,6 +157,16 @@ async def test_bad_records_go_to_dead_letters_and_the_partition_moves_on(
     assert reasons[2] == "refused by the handler"
     assert {letter.value for letter in letters} == set(values[1:4])
     assert all(letter.consumer_group == GROUP for letter in letters)
+    # Each dead letter has a log line that, as JSON, names its topic, partition and offset.
+    lines = [
+        json.loads(json_formatter("scorer").format(record))
+        for record in caplog.records
+        if record.getMessage().startswith(("dead-lettered", "undecodable"))
+    ]
+    assert sorted((line["topic"], line["partition"], line["offset"]) for line in lines) == sorted(
+        (letter.topic, letter.partition, letter.offset) for letter in letters
+    )
+    assert {line["service"] for line in lines} == {"scorer"}
 
 
 @pytest.mark.usefixtures("applied_table")

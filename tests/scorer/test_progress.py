@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from scorer.progress import Report, describe, finished
 
@@ -37,3 +38,28 @@ def test_the_report_writes_lines_with_the_task_name() -> None:
     assert lines[0].startswith("replay: reading: 4 / 10 records (40%)")
     assert lines[1].startswith("replay: reading: 4 records in ")
     assert lines[2].startswith("replay: rebuilding: 0 steps in ")
+
+
+def test_on_a_terminal_each_phase_is_a_bar_left_complete() -> None:
+    out = io.StringIO()
+    report = Report("rescore", out, terminal=True)
+    report.phase("reading", 10)
+    report.advance(10)
+    report.phase("waiting for the scorer", what="")
+    report.end()
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # colours, cursor
+    assert "rescore: reading" in screen
+    assert "10/10 records" in screen
+    assert "0:00:00 left" in screen
+    assert "rescore: waiting for the scorer" in screen
+    assert "━" in screen  # rich's bar
+
+
+def test_a_stream_that_is_no_terminal_gets_plain_lines() -> None:
+    out = io.StringIO()
+    report = Report("replay", out)
+    report.phase("reading", 3)
+    report.advance(3)
+    report.end()
+    assert "\x1b[" not in out.getvalue()
+    assert out.getvalue().startswith("replay: reading: 3 records in ")
