@@ -509,14 +509,15 @@ async def test_a_retry_after_a_half_published_failure_is_counted_once(
 ) -> None:
     """The first try publishes some of its events and fails (503); the retry republishes
     the same ids; the scorer applies each event once."""
+    rows = 5_000  # several of the producer's 512 KB batches, all in the unit's partition
     data = b"lead_id,event_type,timestamp\n" + b"".join(
-        b"ld_%d,page_view,2025-06-15T10:30:00Z\n" % (i % 7) for i in range(40)
+        b"ld_%d,page_view,2025-06-15T10:30:00Z\n" % (i % 7) for i in range(rows)
     )
     real_publish = imports.publish_stream
 
     async def publish_one_batch_then_fail(producer: Any, topic: str, chunks: Any) -> None:
         batches = [batch async for chunk in chunks for batch in chunk]
-        assert len(batches) > 1  # the 7 leads' records fall in several partitions
+        assert len(batches) > 1
 
         async def first_batch() -> Any:
             yield batches[:1]
@@ -532,26 +533,26 @@ async def test_a_retry_after_a_half_published_failure_is_counted_once(
     detail = (await gateway.get(f"/imports/{import_id}", headers=tenant.headers)).json()
     assert detail["status"] == "failed"
     first = await published_count(settings)
-    assert 0 < first < 40
+    assert 0 < first < rows
 
     monkeypatch.setattr(imports, "publish_stream", real_publish)
     body = accepted(await upload(gateway, tenant, data, key="retry-me"))
-    assert (body["import_id"], body["imported"]) == (import_id, 40)
+    assert (body["import_id"], body["imported"]) == (import_id, rows)
     counts = times_published(await published(settings))
-    assert len(counts) == 40
-    assert sorted(counts.values()) == [1] * (40 - first) + [2] * first  # the first ones, twice
+    assert len(counts) == rows
+    assert sorted(counts.values()) == [1] * (rows - first) + [2] * first  # the first ones, twice
 
     detail = await wait_for(
         lambda: gateway.get(f"/imports/{import_id}", headers=tenant.headers),
-        until=lambda r: r.json()["applied"] >= 40,
+        until=lambda r: r.json()["applied"] >= rows,
         what="the scorer to apply the import",
     )
     assert detail.json()["status"] == "completed"
-    assert detail.json()["applied"] == 40
+    assert detail.json()["applied"] == rows
     applied = await pool.fetchval("SELECT count(*) FROM events WHERE unit_id = $1", tenant.unit_id)
-    assert applied == 40
+    assert applied == rows
     accepted(await upload(gateway, tenant, data, key="retry-me"))  # a third time: a replay
-    assert await published_count(settings) == 40 + first
+    assert await published_count(settings) == rows + first
 
 
 async def test_a_retry_of_an_import_recorded_before_ordered_ids_publishes_its_first_ids(
@@ -584,14 +585,15 @@ async def test_a_retry_racing_the_first_try_publishes_the_first_tries_ids(
     its own time, learns the stored one when it records the import, and publishes under
     the first try's ids all the same."""
     data = b"lead_id,event_type,timestamp\n" + b"ld_1,page_view,2025-06-15T10:30:00Z\n" * 5
-    real_publish = imports.publish
+    real_publish = imports.publish_stream
 
-    async def fail(producer: Any, topic: str, records: Any) -> None:
-        raise ServiceUnavailable("Kafka went away.", retry_after=5)
+    async def fail(producer: Any, topic: str, chunks: Any) -> None:
+        async for _ in chunks:  # the first chunk records the import, then Kafka fails
+            raise ServiceUnavailable("Kafka went away.", retry_after=5)
 
-    monkeypatch.setattr(imports, "publish", fail)
+    monkeypatch.setattr(imports, "publish_stream", fail)
     assert (await upload(gateway, tenant, data, key="racing")).status_code == 503
-    monkeypatch.setattr(imports, "publish", real_publish)
+    monkeypatch.setattr(imports, "publish_stream", real_publish)
 
     real_find = import_store.find
     calls = 0
