@@ -211,8 +211,9 @@ async def publish_stream(
                     pending.append(sent)
             try:
                 if pending:
-                    await asyncio.gather(*pending)
-            except (KafkaError, OSError) as exc:
+                    async with asyncio.timeout(PUBLISH_TIMEOUT):
+                        await asyncio.gather(*pending)
+            except (KafkaError, OSError, TimeoutError) as exc:
                 raise _unavailable(topic, exc) from None
     except TimeoutError as exc:  # STREAM_TIMEOUT
         raise _unavailable(topic, exc) from None
