@@ -22,7 +22,7 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -74,140 +74,6 @@ can interrupt (a 10 MB line of commas is 0.5 s and ten million fields); a row's 
 at most 131,072 characters each, so a longer line is not a row of events."""
 
 
-class CsvText:
-    """CSV bytes fed in chunks → their text, with every line end made "\n", checked.
-
-    The checks that can refuse a file anywhere in it: UTF-8 (a cut-off character at the
-    end too), no NUL byte, no line over :data:`LINE_LIMIT`; each raises
-    :class:`FileRejected`. The work is a few C passes over the bytes.
-    """
-
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._first = True  # no text decoded yet: a byte-order mark may come
-        self._cr = False  # the last chunk ended in "\r", maybe the first half of "\r\n"
-        self._bytes = 0  # bytes decoded so far, for error messages
-        self.lines = 1
-        """The line the text so far ends on: no file has more rows than this."""
-        self._line = 0  # characters of that line so far
-
-    @property
-    def rows_at_most(self) -> int:
-        """No CSV of the text so far has more records: each ends at a line end, or at the
-        end of the text (a last line without its line end)."""
-        return self.lines - 1 + (self._line > 0)
-
-    def feed(self, data: bytes) -> str:
-        held = self._decoder.getstate()[0]
-        try:
-            text = self._decoder.decode(data)
-        except UnicodeDecodeError as exc:
-            raise self._not_utf8(held + data, exc.start, self._bytes - len(held)) from None
-        self._bytes += len(data)
-        return self._normalise(text, final=False)
-
-    def close(self) -> str:
-        """The text left once the file ended."""
-        held = self._decoder.getstate()[0]
-        try:
-            text = self._decoder.decode(b"", final=True)
-        except UnicodeDecodeError as exc:
-            raise self._not_utf8(held, exc.start, self._bytes - len(held)) from None
-        return self._normalise(text, final=True)
-
-    def _normalise(self, text: str, *, final: bool) -> str:
-        if self._first and text:
-            self._first = False
-            text = text.removeprefix("\ufeff")
-        if self._cr:
-            self._cr = False
-            text = "\r" + text
-        if not final and text.endswith("\r"):
-            self._cr = True
-            text = text[:-1]
-        if "\r" in text:  # every line end becomes "\n", also inside quoted fields
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        if "\x00" in text:
-            line = self.lines + text.count("\n", 0, text.index("\x00"))
-            raise FileRejected(
-                "not_text",
-                f"The file is not text: it holds a NUL byte (line {line}). Upload a CSV file; "
-                "save a spreadsheet as 'CSV UTF-8' first.",
-            )
-        self._check_line_lengths(text)
-        self.lines += text.count("\n")
-        return text
-
-    def _check_line_lengths(self, text: str) -> None:
-        """FileRejected if a line passes LINE_LIMIT; a few str.rfind per LINE_LIMIT of text."""
-        start, carried, size = 0, self._line, len(text)
-        while True:
-            # The current line starts at ``start`` (with ``carried`` characters before this
-            # text): it must end within this window.
-            window = start + LINE_LIMIT - carried + 1
-            last = text.rfind("\n", start, min(window, size))
-            if window > size:
-                self._line = size - start + carried if last == -1 else size - last - 1
-                return
-            if last == -1:
-                line = self.lines + text.count("\n", 0, start)
-                raise FileRejected(
-                    "line_too_long",
-                    f"Line {line} of the file is over {LINE_LIMIT:,} characters: it is not a "
-                    "row of events. Upload a CSV file of events.",
-                )
-            start, carried = last + 1, 0
-
-    def _not_utf8(self, data: bytes, position: int, data_offset: int) -> FileRejected:
-        """The rejection of ``data`` (which starts at byte ``data_offset`` of the file)."""
-        offset = data_offset + position
-        line = self.lines + data.count(b"\n", 0, position)
-        what = f"byte 0x{data[position]:02X}" if position < len(data) else "a cut-off character"
-        return FileRejected(
-            "not_utf8",
-            f"The file is not UTF-8 text: {what} at offset {offset} (line {line}). "
-            "Save it as 'CSV UTF-8' and upload it again.",
-        )
-
-
-class FileChecks:
-    """The checks that can refuse a file after its header, run on its bytes as they arrive.
-
-    Not UTF-8, a NUL byte, a line too long (:class:`CsvText`) and more than ``max_rows``
-    rows (:class:`TooManyRows`): once a whole file passed them, parsing it can refuse it
-    only for its header, which comes before any event. That lets an import publish its
-    events while it parses the file (``imports``): nothing is published of a file that is
-    refused. The rows are counted by the lines, which is exact unless a quoted field holds
-    line breaks; only a file with more lines than ``max_rows`` needs :meth:`count_rows`.
-    """
-
-    def __init__(self, *, max_rows: int | None = None) -> None:
-        self._text = CsvText()
-        self.max_rows = ROW_LIMIT if max_rows is None else max_rows
-
-    def feed(self, data: bytes) -> None:
-        self._text.feed(data)
-
-    def close(self) -> None:
-        self._text.close()
-
-    @property
-    def rows_at_most(self) -> int:
-        return self._text.rows_at_most
-
-    @property
-    def may_have_too_many_rows(self) -> bool:
-        return self.rows_at_most > self.max_rows
-
-    def count_rows(self, chunks: Iterable[bytes]) -> None:
-        """TooManyRows if the file, fed again as ``chunks``, has more than ``max_rows``
-        rows: parsed as CSV, for a file with more lines than that."""
-        records = CsvRecords(max_rows=self.max_rows)
-        for chunk in chunks:
-            records.feed(chunk)
-        records.close()
-
-
 class CsvRecords:
     """CSV bytes fed in chunks → the complete records among them, numbered as rows.
 
@@ -222,20 +88,79 @@ class CsvRecords:
     """
 
     def __init__(self, *, max_rows: int | None = None) -> None:
-        self._source = CsvText()
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._first = True  # no text decoded yet: a byte-order mark may come
+        self._cr = False  # the last chunk ended in "\r", maybe the first half of "\r\n"
         self._text = ""  # text parsed last time but not finished; it starts where a record starts
         self._more: list[str] = []  # text decoded since, not parsed yet
         self._more_size = 0
+        self._bytes = 0  # bytes decoded so far, for error messages
+        self._lines = 1  # the line the text decoded so far ends on, for error messages
+        self._line = 0  # characters of that line so far
         self.max_rows = ROW_LIMIT if max_rows is None else max_rows
         self.rows = 0
         """Records read so far, blank ones included: the last row number given."""
 
     def feed(self, data: bytes) -> list[Record]:
-        return self._parse(self._source.feed(data), final=False)
+        held = self._decoder.getstate()[0]
+        try:
+            text = self._decoder.decode(data)
+        except UnicodeDecodeError as exc:
+            raise self._not_utf8(held + data, exc.start, self._bytes - len(held)) from None
+        self._bytes += len(data)
+        return self._parse(self._normalise(text, final=False), final=False)
 
     def close(self) -> list[Record]:
         """The records left once the file ended."""
-        return self._parse(self._source.close(), final=True)
+        held = self._decoder.getstate()[0]
+        try:
+            text = self._decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise self._not_utf8(held, exc.start, self._bytes - len(held)) from None
+        return self._parse(self._normalise(text, final=True), final=True)
+
+    def _normalise(self, text: str, *, final: bool) -> str:
+        if self._first and text:
+            self._first = False
+            text = text.removeprefix("\ufeff")
+        if self._cr:
+            self._cr = False
+            text = "\r" + text
+        if not final and text.endswith("\r"):
+            self._cr = True
+            text = text[:-1]
+        if "\r" in text:  # every line end becomes "\n", also inside quoted fields
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if "\x00" in text:
+            line = self._lines + text.count("\n", 0, text.index("\x00"))
+            raise FileRejected(
+                "not_text",
+                f"The file is not text: it holds a NUL byte (line {line}). Upload a CSV file; "
+                "save a spreadsheet as 'CSV UTF-8' first.",
+            )
+        self._check_line_lengths(text)
+        self._lines += text.count("\n")
+        return text
+
+    def _check_line_lengths(self, text: str) -> None:
+        """FileRejected if a line passes LINE_LIMIT; a few str.rfind per LINE_LIMIT of text."""
+        start, carried, size = 0, self._line, len(text)
+        while True:
+            # The current line starts at ``start`` (with ``carried`` characters before this
+            # text): it must end within this window.
+            window = start + LINE_LIMIT - carried + 1
+            last = text.rfind("\n", start, min(window, size))
+            if window > size:
+                self._line = size - start + carried if last == -1 else size - last - 1
+                return
+            if last == -1:
+                line = self._lines + text.count("\n", 0, start)
+                raise FileRejected(
+                    "line_too_long",
+                    f"Line {line} of the file is over {LINE_LIMIT:,} characters: it is not a "
+                    "row of events. Upload a CSV file of events.",
+                )
+            start, carried = last + 1, 0
 
     def _parse(self, text: str, *, final: bool) -> list[Record]:
         if text:
@@ -284,6 +209,17 @@ class CsvRecords:
             "too_many_rows",
             f"The file has more than {self.max_rows:,} rows (the header and blank rows "
             "count); split it into smaller files and import each.",
+        )
+
+    def _not_utf8(self, data: bytes, position: int, data_offset: int) -> FileRejected:
+        """The rejection of ``data`` (which starts at byte ``data_offset`` of the file)."""
+        offset = data_offset + position
+        line = self._lines + data.count(b"\n", 0, position)
+        what = f"byte 0x{data[position]:02X}" if position < len(data) else "a cut-off character"
+        return FileRejected(
+            "not_utf8",
+            f"The file is not UTF-8 text: {what} at offset {offset} (line {line}). "
+            "Save it as 'CSV UTF-8' and upload it again.",
         )
 
 

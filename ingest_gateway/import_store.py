@@ -1,9 +1,8 @@
 """The imports table: every query the gateway makes about imports, scoped to one unit.
 
-An import is recorded once its file passed the whole-file checks and its header was read,
-before its first event is published (``publishing``, its counts 0: the file is parsed as
-it is published); it becomes ``completed``, with its counts, once Kafka acknowledged every
-event, or ``failed`` when publishing could not finish. A retry with the same Idempotency-Key has
+An import is recorded once its file passed the whole-file checks, before its events are
+published (``publishing``); it becomes ``completed`` once Kafka acknowledged every event,
+or ``failed`` when publishing could not finish. A retry with the same Idempotency-Key has
 the same import id and takes the row over, unless it is completed.
 
 Each attempt records its :class:`Publisher` (the gateway instance and that process's boot
@@ -89,6 +88,9 @@ async def begin(
     idempotency_key: str | None,
     created_at: datetime,
     skip_triggers: bool,
+    imported: int,
+    errors: int,
+    error_rows: Sequence[RowError],
     ignored_columns: Sequence[str],
     publisher: Publisher,
 ) -> datetime | None:
@@ -96,18 +98,18 @@ async def begin(
 
     Returns the import's stored creation time: ``created_at`` for a new row, the first
     try's when a retry takes an existing row over (a try with the same key may have
-    recorded it since this one looked). Its counts are not known yet (the file is parsed
-    while it is published): they are 0 until :func:`complete` records them.
+    recorded it since this one looked).
     """
     stored: datetime | None = await pool.fetchval(
         """INSERT INTO imports AS i
                (unit_id, import_id, idempotency_key, status, skip_triggers, imported, errors,
                 error_rows, ignored_columns, publisher, publisher_boot, publishing_since,
                 created_at)
-           VALUES ($1, $2, $3, 'publishing', $4, 0, 0, '[]'::jsonb, $5, $6, $7, now(), $8)
+           VALUES ($1, $2, $3, 'publishing', $4, $5, $6, $7::jsonb, $8, $9, $10, now(), $11)
            ON CONFLICT (unit_id, import_id) DO UPDATE
                SET status = 'publishing', skip_triggers = EXCLUDED.skip_triggers,
-                   imported = 0, errors = 0, error_rows = '[]'::jsonb,
+                   imported = EXCLUDED.imported, errors = EXCLUDED.errors,
+                   error_rows = EXCLUDED.error_rows,
                    ignored_columns = EXCLUDED.ignored_columns,
                    failure = NULL, completed_at = NULL,
                    publisher = EXCLUDED.publisher, publisher_boot = EXCLUDED.publisher_boot,
@@ -118,6 +120,9 @@ async def begin(
         import_id,
         idempotency_key,
         skip_triggers,
+        imported,
+        errors,
+        msgspec.json.encode(error_rows[:ERROR_ROWS_KEPT]).decode(),
         list(ignored_columns),
         publisher.instance,
         publisher.boot,
@@ -126,33 +131,20 @@ async def begin(
     return stored
 
 
-async def complete(
-    pool: asyncpg.Pool,
-    unit_id: str,
-    import_id: str,
-    publisher: Publisher,
-    *,
-    imported: int,
-    errors: int,
-    error_rows: Sequence[RowError],
-) -> None:
-    """Every event of the import is acknowledged by Kafka: its counts are final.
+async def complete(pool: asyncpg.Pool, unit_id: str, import_id: str, publisher: Publisher) -> None:
+    """Every event of the import is acknowledged by Kafka.
 
     Only the attempt that published them completes the row: once a retry took it over,
     the retry's own publishing decides. An attempt marked failed as abandoned while it
     was in fact still publishing completes it all the same.
     """
     await pool.execute(
-        """UPDATE imports SET status = 'completed', completed_at = now(), failure = NULL,
-                              imported = $4, errors = $5, error_rows = $6::jsonb
+        """UPDATE imports SET status = 'completed', completed_at = now(), failure = NULL
            WHERE unit_id = $1 AND import_id = $2 AND publisher_boot = $3
              AND status <> 'completed'""",
         unit_id,
         import_id,
         publisher.boot,
-        imported,
-        errors,
-        msgspec.json.encode(error_rows[:ERROR_ROWS_KEPT]).decode(),
     )
 
 

@@ -1,55 +1,40 @@
 """POST /import and GET /imports/{import_id}: the seed page's Import Events API.
 
-An upload is read in two steps:
+An upload is parsed as it arrives (``uploads`` → ``csv_rows``), its events wait in a spool
+on disk, and only once the whole file has arrived and passed the whole-file checks are they
+published, batch by batch; 202 comes after Kafka acknowledged the last one.
 
-1. As it arrives (``uploads``), the file's bytes pass the checks that can refuse a file
-   anywhere in it (``csv_rows.FileChecks``: UTF-8, NUL bytes, line length, the row limit;
-   C passes over the bytes) and wait in a spool on disk (``spool``). Nothing is parsed
-   or published before the whole body has arrived and passed them: a file refused at
-   its last byte publishes nothing.
-2. Then the file is parsed a chunk at a time in a worker thread (``csv_rows.ImportRows``:
-   one event or row error per row) while the events of the chunk before are sent
-   (``publishing.publish_stream``): parsing overlaps publishing. The header, the only
-   thing left that can refuse the file, comes before any event. The import is recorded
-   as publishing before its first event is sent; 202 comes after Kafka acknowledged the
-   last one, and the import's counts are recorded with it.
-
-The event loop goes on answering other requests meanwhile (the parser lets it run between
-lines). An import holds one of the gateway's upload slots (``upload_slots``) from before
-its file is read until it is answered.
+Parsing, checking, encoding and spooling run in a worker thread, a batch of the file at a
+time, so that the event loop goes on answering other requests meanwhile (the parser lets
+the loop run between lines). An import holds one of the gateway's upload slots
+(``upload_slots``) from before its file is read until it is answered.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
+import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Route
 
 from ingest_gateway import import_store
 from ingest_gateway.auth import require_principal
 from ingest_gateway.bodies import path_text
-from ingest_gateway.csv_rows import FileChecks, FileRejected, ImportRows, RowError, TooManyRows
+from ingest_gateway.csv_rows import FileRejected, ImportRows, RowError, TooManyRows
 from ingest_gateway.errors import BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from ingest_gateway.events import shown
 from ingest_gateway.idempotency import ORDERED, idempotency_key, import_event_ids, import_id_of
-from ingest_gateway.publishing import (
-    ReadyBatch,
-    RecordBatches,
-    ensure_reachable,
-    partitions_of,
-    publish_stream,
-)
+from ingest_gateway.publishing import ensure_reachable, publish
 from ingest_gateway.responses import JSON
-from ingest_gateway.spool import UploadSpool
+from ingest_gateway.spool import EventSpool
 from ingest_gateway.state import GatewayState, state_of
 from ingest_gateway.uploads import read_upload
-from schemas import LeadEvent, encode
+from schemas import LeadEvent, decode, encode
 from schemas.topics import partition_key
 
 log = logging.getLogger(__name__)
@@ -94,78 +79,74 @@ class SkipTriggers:
 
 
 class ImportUpload:
-    """Where an upload goes as it arrives: the file's bytes checked and spooled, the
-    form's other fields read."""
+    """Where an upload goes as it arrives: rows parsed, events spooled, errors counted."""
 
-    def __init__(self, *, skip_triggers: SkipTriggers, spool: UploadSpool) -> None:
+    def __init__(
+        self,
+        *,
+        unit_id: str,
+        import_id: str,
+        key: str | None,
+        received_at: datetime,
+        created_at: datetime,
+        id_form: str,
+        skip_triggers: SkipTriggers,
+        spool: EventSpool,
+    ) -> None:
+        self.unit_id = unit_id
+        self.import_id = import_id
+        self.key = key
+        self.received_at = received_at
+        self.created_at = created_at
+        """The import's creation time, as stored (a retry's is the first try's): its ids'."""
+        self.id_form = id_form
         self.skip_triggers = skip_triggers
         self.spool = spool
-        self.checks = FileChecks()
+        self.rows: ImportRows | None = None
+        self.errors = 0
+        self.error_rows: list[RowError] = []
 
     def field(self, name: str, value: str) -> None:
         if name == "skip_triggers":
             self.skip_triggers.add(value, "form")
 
     async def file_data(self, data: bytes) -> None:
-        # A few C passes over a quarter of a megabyte: less than a thread hand-over costs.
-        self.checks.feed(data)
-        self.spool.write(data)
+        await asyncio.to_thread(self._feed, data)
 
-    async def finish(self) -> None:
-        """The file has ended: FileRejected (TooManyRows) if it fails a whole-file check."""
-        self.checks.close()
-        if self.checks.may_have_too_many_rows:  # more lines than rows allowed: count them
-            await asyncio.to_thread(self.checks.count_rows, self.spool.chunks(PARSE_CHUNK))
+    async def finish(self) -> ImportRows:
+        """The file has ended: its last rows; FileRejected if it had no header."""
+        return await asyncio.to_thread(self._finish)
 
+    def _feed(self, data: bytes) -> None:
+        self._take(self._rows().feed(data))
 
-PARSE_CHUNK: Final = 256 * 1024
-"""Bytes of the file parsed at a time: while a chunk's events are sent, the next is parsed."""
+    def _finish(self) -> ImportRows:
+        rows = self._rows()
+        self._take(rows.close())
+        return rows
 
+    def _rows(self) -> ImportRows:
+        if self.rows is None:  # the file begins: skip_triggers is what was given so far
+            self.rows = ImportRows(
+                unit_id=self.unit_id,
+                import_id=self.import_id,
+                skip_triggers=self.skip_triggers.value,
+                received_at=self.received_at,
+                event_id=import_event_ids(
+                    self.unit_id, self.import_id, self.key, self.created_at, form=self.id_form
+                ),
+            )
+        return self.rows
 
-class ImportEvents:
-    """The rows of a file that passed the whole-file checks → its events in Kafka record
-    batches, a chunk of the file at a time (each chunk in a worker thread, while the
-    batches of the chunk before are sent).
-
-    Counts the imported rows and the errors as it goes. The only FileRejected it can
-    raise is about the header, which comes before any event.
-    """
-
-    def __init__(self, rows: ImportRows, chunks: Iterator[bytes], batches: RecordBatches) -> None:
-        self.rows = rows
-        self._chunks = chunks
-        self._batches = batches
-        self._closed = False
-        self._key = partition_key(rows.unit_id)
-        self._partition = batches.partition(self._key)
-        self.imported = 0
-        self.errors = 0
-        self.error_rows: list[RowError] = []
-
-    def next_chunk(self) -> list[ReadyBatch] | None:
-        """The batches the next chunk of the file filled (maybe none), the last ones
-        after the file's end; None once everything was given."""
-        if self._closed:
-            return None
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            self._closed = True
-            filled = self._add(self.rows.close())
-            return filled + self._batches.rest()
-        return self._add(self.rows.feed(chunk))
-
-    def _add(self, items: list[LeadEvent | RowError]) -> list[ReadyBatch]:
-        key, partition, batches = self._key, self._partition, self._batches
-        filled: list[ReadyBatch] = []
+    def _take(self, items: list[LeadEvent | RowError]) -> None:
+        spool, key = self.spool, partition_key(self.unit_id)
         for item in items:
-            if isinstance(item, LeadEvent):  # the unit's key: all its events in one partition
-                batches.add(partition, key, encode(item), filled)
-                self.imported += 1
+            if isinstance(item, LeadEvent):
+                spool.add(key, encode(item))
             else:
                 self.errors += 1
                 if len(self.error_rows) < import_store.ERROR_ROWS_KEPT:
                     self.error_rows.append(item)
-        return filled
 
 
 def ignored_columns_shown(names: list[str]) -> dict[str, object]:
@@ -223,13 +204,13 @@ async def post_import(request: Request) -> JSON:
     for raw in request.query_params.getlist("skip_triggers"):
         skip_triggers.add(raw, "query")
     import_id = import_id_of(unit_id, key)
-    done = None
+    earlier = None
     if key is not None:
-        done = await import_store.find(state.pool, unit_id, import_id)
-        if done is not None and done.status == "completed":
-            return _replay(done)
+        earlier = await import_store.find(state.pool, unit_id, import_id)
+        if earlier is not None and earlier.status == "completed":
+            return _replay(earlier)
     async with state.uploads.take(unit_id):
-        return await _import(request, state, unit_id, import_id, key, skip_triggers, done)
+        return await _import(request, state, unit_id, import_id, key, skip_triggers, earlier)
 
 
 async def _import(
@@ -241,19 +222,28 @@ async def _import(
     skip_triggers: SkipTriggers,
     earlier: import_store.ImportRecord | None,
 ) -> JSON:
-    """Read and check the file of one import, then parse and publish it, holding its slot.
+    """Read, check, spool and publish the file of one import, holding its upload slot.
 
     ``earlier`` is the row a failed or unfinished try with the same key left: its creation
     time and id form make this try's event ids the same as that one's.
     """
     await ensure_reachable(state.producer)  # before reading a file that could not be published
 
-    received_at = datetime.now(UTC)
-    with UploadSpool() as spool:
-        upload = ImportUpload(skip_triggers=skip_triggers, spool=spool)
+    with EventSpool() as spool:
+        received_at = datetime.now(UTC)
+        upload = ImportUpload(
+            unit_id=unit_id,
+            import_id=import_id,
+            key=key,
+            received_at=received_at,
+            created_at=earlier.created_at if earlier is not None else received_at,
+            id_form=earlier.event_ids if earlier is not None else ORDERED,
+            skip_triggers=skip_triggers,
+            spool=spool,
+        )
         try:
             await read_upload(request, upload)
-            await upload.finish()
+            rows = await upload.finish()
         except TooManyRows as exc:
             raise PayloadTooLarge(exc.detail, code=exc.code) from None
         except FileRejected as exc:
@@ -265,123 +255,78 @@ async def _import(
                 extra={"unit": unit_id, "import_id": import_id},
             )
             return JSON({"error": "client_disconnected"}, status_code=400)
-        partitions = await partitions_of(state.producer, state.settings.topics.events)
-        created_at = earlier.created_at if earlier is not None else received_at
-        id_form = earlier.event_ids if earlier is not None else ORDERED
-        while True:
-            rows = ImportRows(
-                unit_id=unit_id,
-                import_id=import_id,
-                skip_triggers=skip_triggers.value,
-                received_at=received_at,
-                event_id=import_event_ids(unit_id, import_id, key, created_at, form=id_form),
+        assert rows.header is not None
+        ignored_columns = list(rows.header.ignored_columns)
+        skip = skip_triggers.value
+        stored = await import_store.begin(
+            state.pool,
+            unit_id=unit_id,
+            import_id=import_id,
+            idempotency_key=key,
+            created_at=upload.created_at,
+            skip_triggers=skip,
+            imported=len(spool),
+            errors=upload.errors,
+            error_rows=upload.error_rows,
+            ignored_columns=ignored_columns,
+            publisher=state.publisher,
+        )
+        if stored is None:  # a retry with the same key completed while this one was reading
+            done = await import_store.find(state.pool, unit_id, import_id)
+            assert done is not None
+            return _replay(done)
+        # A try with the same key recorded the import while this one was reading: its
+        # creation time names the events (ids_from).
+        ids_from = None if stored == upload.created_at else stored
+        try:
+            await _publish(
+                state,
+                spool,
+                rewrite_skip=None if skip == rows.skip_triggers else skip,
+                ids=None
+                if ids_from is None
+                else import_event_ids(unit_id, import_id, key, ids_from),
             )
-            events = ImportEvents(
-                rows, spool.chunks(PARSE_CHUNK), RecordBatches(state.producer, partitions)
-            )
-            try:
-                return await _publish(state, events, key, created_at)
-            except _NamedByEarlierTry as earlier_try:
-                # Nothing was sent yet: parse the file again, its events named as that try's.
-                created_at, id_form = earlier_try.created_at, ORDERED
+        except ServiceUnavailable as exc:
+            await import_store.fail(state.pool, unit_id, import_id, exc.detail, state.publisher)
+            raise
+        await import_store.complete(state.pool, unit_id, import_id, state.publisher)
+        return _accepted(
+            imported=len(spool),
+            errors=upload.errors,
+            import_id=import_id,
+            error_rows=upload.error_rows,
+            ignored_columns=ignored_columns,
+        )
 
 
 async def _publish(
-    state: GatewayState, events: ImportEvents, key: str | None, created_at: datetime
-) -> JSON:
-    """Parse the checked file and publish its events, the two overlapping; then answer.
+    state: GatewayState,
+    spool: EventSpool,
+    *,
+    rewrite_skip: bool | None,
+    ids: Callable[[int], str] | None = None,
+) -> None:
+    """Publish the spooled events, in order, as one stream of record batches.
 
-    The import is recorded as publishing (:func:`import_store.begin`) before its first
-    event is sent, and completed with its counts once Kafka acknowledged the last one.
+    ``rewrite_skip`` is set when a skip_triggers form field came after the file, so that
+    the events were spooled with the flag as it was before; ``ids`` when the events were
+    named after another creation time than the import's stored one (row → event id).
     """
-    rows = events.rows
-    unit_id, import_id = rows.unit_id, rows.import_id
-    began = False
-    parsing: asyncio.Future[list[ReadyBatch] | None] | None = None
-
-    async def chunks() -> AsyncIterator[list[ReadyBatch]]:
-        nonlocal began, parsing
-        parsing = asyncio.ensure_future(asyncio.to_thread(events.next_chunk))
-        while (chunk := await parsing) is not None:
-            parsing = asyncio.ensure_future(asyncio.to_thread(events.next_chunk))
-            if chunk and not began:
-                began = True
-                stored = await _begin(state, events, key, created_at)
-                if stored is None:
-                    raise _CompletedMeanwhile
-                if stored != created_at:
-                    raise _NamedByEarlierTry(stored)
-            yield chunk  # sent while the next chunk is parsed
-
-    try:
-        await publish_stream(state.producer, state.settings.topics.events, chunks())
-        if not began:  # no event at all (every row an error): nothing was sent
-            began = True
-            if await _begin(state, events, key, created_at) is None:
-                raise _CompletedMeanwhile
-    except _CompletedMeanwhile:  # a retry with the same key completed while this one read
-        done = await import_store.find(state.pool, unit_id, import_id)
-        assert done is not None
-        return _replay(done)
-    except FileRejected as exc:  # the header: before any event, so nothing was published
-        assert not began, "the file checks let through a file refused after its header"
-        raise BadRequest(exc.detail, code=exc.code) from None
-    except ServiceUnavailable as exc:
-        if began:
-            await import_store.fail(state.pool, unit_id, import_id, exc.detail, state.publisher)
-        raise
-    finally:
-        if parsing is not None:  # let the worker thread finish before the spool closes
-            with contextlib.suppress(Exception):
-                await parsing
-    assert rows.header is not None
-    await import_store.complete(
-        state.pool,
-        unit_id,
-        import_id,
-        state.publisher,
-        imported=events.imported,
-        errors=events.errors,
-        error_rows=events.error_rows,
-    )
-    return _accepted(
-        imported=events.imported,
-        errors=events.errors,
-        import_id=import_id,
-        error_rows=events.error_rows,
-        ignored_columns=list(rows.header.ignored_columns),
-    )
+    records = (record for batch in spool.batches() for record in batch)
+    if rewrite_skip is not None or ids is not None:
+        records = ((key, _rewritten(value, rewrite_skip, ids)) for key, value in records)
+    await publish(state.producer, state.settings.topics.events, records)
 
 
-class _CompletedMeanwhile(Exception):
-    """A retry with the same key completed the import while this attempt read its file."""
-
-
-class _NamedByEarlierTry(Exception):
-    """A try with the same key recorded the import while this one read its file: the
-    import's stored creation time, which names its events, is that try's."""
-
-    def __init__(self, created_at: datetime) -> None:
-        super().__init__(created_at)
-        self.created_at = created_at
-
-
-async def _begin(
-    state: GatewayState, events: ImportEvents, key: str | None, created_at: datetime
-) -> datetime | None:
-    """Record the import as publishing: its stored creation time, None if completed."""
-    rows = events.rows
-    assert rows.header is not None  # an event, or the file's end, comes after the header
-    return await import_store.begin(
-        state.pool,
-        unit_id=rows.unit_id,
-        import_id=rows.import_id,
-        idempotency_key=key,
-        created_at=created_at,
-        skip_triggers=rows.skip_triggers,
-        ignored_columns=list(rows.header.ignored_columns),
-        publisher=state.publisher,
-    )
+def _rewritten(value: bytes, skip: bool | None, ids: Callable[[int], str] | None) -> bytes:
+    event = decode(value, LeadEvent)
+    changes: dict[str, object] = {}
+    if skip is not None:
+        changes["skip_triggers"] = skip
+    if ids is not None and event.row is not None:
+        changes["event_id"] = ids(event.row)
+    return encode(msgspec.structs.replace(event, **changes))
 
 
 async def get_import(request: Request) -> JSON:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Final
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 
 from ingest_gateway.errors import ServiceUnavailable
-from leadvibe.producing import PRODUCER_OPTIONS, murmur2, publish_batched
+from leadvibe.producing import PRODUCER_OPTIONS, publish_batched
 
 log = logging.getLogger(__name__)
 
@@ -119,109 +119,3 @@ async def publish(
             code="kafka_unavailable",
             retry_after=RETRY_AFTER,
         ) from None
-
-
-ReadyBatch = tuple[int, Any]
-"""A partition and a record batch for it (aiokafka's BatchBuilder, from the producer's
-``create_batch``), filled: what :func:`publish_stream` sends as it is."""
-
-STREAM_TIMEOUT: Final = 3 * PUBLISH_TIMEOUT
-"""Seconds an import's events may take from the first parsed to the last acknowledged, the
-parsing that overlaps publishing included (each wait for Kafka is also bounded by
-PUBLISH_TIMEOUT). ``recovery.STALE_AFTER`` is longer than this and CONNECT_TIMEOUT."""
-
-
-def _unavailable(topic: str, exc: BaseException) -> ServiceUnavailable:
-    log.warning("publishing to %s failed: %r", topic, exc)
-    return ServiceUnavailable(
-        "The event log (Kafka) did not acknowledge every event in time; some may have "
-        "been published. Send the same request again with the same Idempotency-Key "
-        f"in {RETRY_AFTER} seconds: events already published are not counted twice.",
-        code="kafka_unavailable",
-        retry_after=RETRY_AFTER,
-    )
-
-
-async def partitions_of(producer: AIOKafkaProducer, topic: str) -> list[int]:
-    """The topic's partitions, in order; 503 if Kafka does not answer in time."""
-    await ensure_reachable(producer)
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            return sorted(await producer.partitions_for(topic))
-    except (KafkaError, OSError, TimeoutError) as exc:
-        raise _unavailable(topic, exc) from None
-
-
-class RecordBatches:
-    """Records → filled record batches, one open batch per partition; no I/O, so that a
-    worker thread can do this per-record work while the event loop sends.
-
-    A record's partition is the producer's default partitioner's (and Java's), from its key.
-    """
-
-    def __init__(self, producer: AIOKafkaProducer, partitions: Sequence[int]) -> None:
-        self._new_batch = producer.create_batch  # builds an object; touches no shared state
-        self._partitions = partitions
-        self._open: dict[int, Any] = {}
-
-    def partition(self, key: bytes) -> int:
-        return self._partitions[(murmur2(key) & 0x7FFFFFFF) % len(self._partitions)]
-
-    def add(self, partition: int, key: bytes, value: bytes, filled: list[ReadyBatch]) -> None:
-        """Append the record; a batch it fills goes to ``filled``."""
-        batch = self._open.get(partition)
-        if batch is None:
-            batch = self._open[partition] = self._new_batch()
-        if batch.append(key=key, value=value, timestamp=None) is None:  # full
-            filled.append((partition, batch))
-            batch = self._open[partition] = self._new_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
-
-    def rest(self) -> list[ReadyBatch]:
-        """The batches not filled, once there are no more records."""
-        rest = list(self._open.items())
-        self._open.clear()
-        return rest
-
-
-async def publish_stream(
-    producer: AIOKafkaProducer, topic: str, chunks: AsyncIterator[Sequence[ReadyBatch]]
-) -> None:
-    """Send the record batches of ``chunks`` as they come; return once Kafka acknowledged
-    all of them.
-
-    What :func:`publish` does, for records still being made: the batches are filled
-    elsewhere (:class:`RecordBatches`, in a worker thread) while those before are sent, so
-    that making the records overlaps sending them and the event loop does no per-record
-    work. Errors of ``chunks`` go through unchanged; Kafka's, and waiting for it past
-    PUBLISH_TIMEOUT (or for the whole stream past STREAM_TIMEOUT), answer 503. After a
-    503 some records may have been published (see :func:`publish`).
-    """
-    pending: list[asyncio.Future[Any]] = []
-    try:
-        async with asyncio.timeout(STREAM_TIMEOUT):
-            async for chunk in chunks:
-                for partition, batch in chunk:
-                    try:
-                        async with asyncio.timeout(PUBLISH_TIMEOUT):
-                            sent = await producer.send_batch(batch, topic, partition=partition)
-                    except (KafkaError, OSError, TimeoutError) as exc:
-                        raise _unavailable(topic, exc) from None
-                    pending.append(sent)
-            try:
-                if pending:
-                    async with asyncio.timeout(PUBLISH_TIMEOUT):
-                        await asyncio.gather(*pending)
-            except (KafkaError, OSError, TimeoutError) as exc:
-                raise _unavailable(topic, exc) from None
-    except TimeoutError as exc:  # STREAM_TIMEOUT
-        raise _unavailable(topic, exc) from None
-    finally:
-        for future in pending:  # after a failure: no "exception never retrieved" warnings
-            future.add_done_callback(_retrieve)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

@@ -1,54 +1,78 @@
-"""The bytes of an uploaded file, held between reading the upload and publishing its events.
+"""Encoded events held between reading an upload and publishing it.
 
-An import publishes its events only once the whole file has arrived and passed the
-whole-file checks (a file found too large or not UTF-8 at its last byte publishes
-nothing), yet memory must not grow with the file: the bytes wait here, in a temporary
-file on disk (the page cache, for a file read back at once), and are read back a chunk
-at a time while the rows are parsed and their events published.
+An upload is published only once all of it has arrived and passed the whole-file checks
+(a file found too large or not UTF-8 at its last byte publishes nothing), yet memory must
+not grow with the file: the events wait here, in frames of a few thousand, in a temporary
+file on disk once there is more than one frame.
 
-(The spool held encoded events before, compressed with zlib: 2.5 times the file's bytes
-to encode, compress, decompress and decode again. Keeping the file's own bytes costs a
-write and a read.)
+Frames on disk are compressed with zlib at its fastest level: the events of one import
+repeat their unit, import id, source and most of their keys: the 419,430 events of ``a,b``
+rows (the most a file may have) take 10.8 MB instead of 104 MB, for about 0.5 s of CPU
+(zlib at 200 MB/s; LZ4 would be 5 times faster at two thirds of the gain, but is not in
+the standard library).
 """
 
 from __future__ import annotations
 
 import tempfile
+import zlib
 from collections.abc import Iterator
 from types import TracebackType
 from typing import IO
 
+import msgspec
 
-class UploadSpool:
-    """Bytes written in order, read back in order in chunks, from a temporary file."""
+Record = tuple[bytes, bytes]
+"""A Kafka record: key and value."""
 
-    def __init__(self) -> None:
+_FRAME_HEADER = 4  # bytes of a frame's length, big-endian
+_LEVEL = 1  # zlib's fastest: most of the gain at a fraction of the default level's CPU
+_decoder = msgspec.msgpack.Decoder(list[tuple[bytes, bytes]])
+
+
+class EventSpool:
+    """Records added one by one, read back in order as batches of ``batch_size``."""
+
+    def __init__(self, *, batch_size: int = 10_000) -> None:
+        self.batch_size = batch_size
+        self._pending: list[Record] = []
         self._file: IO[bytes] | None = None
-        self.size = 0
+        self._count = 0
+        self._disk_bytes = 0
 
-    def write(self, data: bytes) -> None:
-        if self._file is None:
-            # Closed by close(): the file outlives this call.
-            self._file = tempfile.TemporaryFile(prefix="leadvibe-import-")  # noqa: SIM115
-        self._file.write(data)
-        self.size += len(data)
+    def __len__(self) -> int:
+        return self._count
 
-    def chunks(self, size: int) -> Iterator[bytes]:
-        """Everything written so far, from the start, in chunks of ``size`` bytes."""
-        if self._file is None:
-            return
-        self._file.flush()
-        self._file.seek(0)
-        while chunk := self._file.read(size):
-            yield chunk
-        self._file.seek(0, 2)  # further writes append
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of the frames on disk so far."""
+        return self._disk_bytes
+
+    def add(self, key: bytes, value: bytes) -> None:
+        self._pending.append((key, value))
+        self._count += 1
+        if len(self._pending) >= self.batch_size:
+            self._write_frame()
+
+    def batches(self) -> Iterator[list[Record]]:
+        """Every record added, in order; the last batch may be shorter."""
+        if self._file is not None:
+            self._file.flush()
+            self._file.seek(0)
+            while header := self._file.read(_FRAME_HEADER):
+                frame = self._file.read(int.from_bytes(header, "big"))
+                yield _decoder.decode(zlib.decompress(frame))
+            self._file.seek(0, 2)  # further adds append after the frames read
+        if self._pending:
+            yield list(self._pending)
 
     def close(self) -> None:
+        self._pending = []
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> UploadSpool:
+    def __enter__(self) -> EventSpool:
         return self
 
     def __exit__(
@@ -58,3 +82,13 @@ class UploadSpool:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _write_frame(self) -> None:
+        if self._file is None:
+            # Closed by close(): the file outlives this call.
+            self._file = tempfile.TemporaryFile(prefix="leadvibe-import-")  # noqa: SIM115
+        frame = zlib.compress(msgspec.msgpack.encode(self._pending), _LEVEL)
+        self._file.write(len(frame).to_bytes(_FRAME_HEADER, "big"))
+        self._file.write(frame)
+        self._disk_bytes += _FRAME_HEADER + len(frame)
+        self._pending = []

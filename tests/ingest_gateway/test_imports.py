@@ -507,52 +507,45 @@ async def test_a_retry_after_a_half_published_failure_is_counted_once(
     pool: asyncpg.Pool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The first try publishes some of its events and fails (503); the retry republishes
-    the same ids; the scorer applies each event once."""
-    rows = 5_000  # several of the producer's 512 KB batches, all in the unit's partition
+    """The first try publishes half its events and fails (503); the retry republishes the
+    same ids; the scorer applies each event once."""
     data = b"lead_id,event_type,timestamp\n" + b"".join(
-        b"ld_%d,page_view,2025-06-15T10:30:00Z\n" % (i % 7) for i in range(rows)
+        b"ld_%d,page_view,2025-06-15T10:30:00Z\n" % (i % 7) for i in range(40)
     )
-    real_publish = imports.publish_stream
+    real_publish = imports.publish
 
-    async def publish_one_batch_then_fail(producer: Any, topic: str, chunks: Any) -> None:
-        batches = [batch async for chunk in chunks for batch in chunk]
-        assert len(batches) > 1
-
-        async def first_batch() -> Any:
-            yield batches[:1]
-
-        await real_publish(producer, topic, first_batch())
+    async def publish_half_then_fail(producer: Any, topic: str, records: Any) -> None:
+        records = list(records)
+        await real_publish(producer, topic, records[: len(records) // 2])
         raise ServiceUnavailable("Kafka went away.", retry_after=5)
 
-    monkeypatch.setattr(imports, "publish_stream", publish_one_batch_then_fail)
+    monkeypatch.setattr(imports, "publish", publish_half_then_fail)
     failed = await upload(gateway, tenant, data, key="retry-me")
     assert failed.status_code == 503
     assert failed.headers["Retry-After"] == "5"
     import_id = "imp_" + derived_id(tenant.unit_id, "retry-me")
     detail = (await gateway.get(f"/imports/{import_id}", headers=tenant.headers)).json()
     assert detail["status"] == "failed"
-    first = await published_count(settings)
-    assert 0 < first < rows
+    assert await published_count(settings) == 20
 
-    monkeypatch.setattr(imports, "publish_stream", real_publish)
+    monkeypatch.setattr(imports, "publish", real_publish)
     body = accepted(await upload(gateway, tenant, data, key="retry-me"))
-    assert (body["import_id"], body["imported"]) == (import_id, rows)
+    assert (body["import_id"], body["imported"]) == (import_id, 40)
     counts = times_published(await published(settings))
-    assert len(counts) == rows
-    assert sorted(counts.values()) == [1] * (rows - first) + [2] * first  # the first ones, twice
+    assert len(counts) == 40
+    assert sorted(counts.values()) == [1] * 20 + [2] * 20  # the first half, twice
 
     detail = await wait_for(
         lambda: gateway.get(f"/imports/{import_id}", headers=tenant.headers),
-        until=lambda r: r.json()["applied"] >= rows,
+        until=lambda r: r.json()["applied"] >= 40,
         what="the scorer to apply the import",
     )
     assert detail.json()["status"] == "completed"
-    assert detail.json()["applied"] == rows
+    assert detail.json()["applied"] == 40
     applied = await pool.fetchval("SELECT count(*) FROM events WHERE unit_id = $1", tenant.unit_id)
-    assert applied == rows
+    assert applied == 40
     accepted(await upload(gateway, tenant, data, key="retry-me"))  # a third time: a replay
-    assert await published_count(settings) == rows + first
+    assert await published_count(settings) == 60
 
 
 async def test_a_retry_of_an_import_recorded_before_ordered_ids_publishes_its_first_ids(
@@ -585,15 +578,14 @@ async def test_a_retry_racing_the_first_try_publishes_the_first_tries_ids(
     its own time, learns the stored one when it records the import, and publishes under
     the first try's ids all the same."""
     data = b"lead_id,event_type,timestamp\n" + b"ld_1,page_view,2025-06-15T10:30:00Z\n" * 5
-    real_publish = imports.publish_stream
+    real_publish = imports.publish
 
-    async def fail(producer: Any, topic: str, chunks: Any) -> None:
-        async for _ in chunks:  # the first chunk records the import, then Kafka fails
-            raise ServiceUnavailable("Kafka went away.", retry_after=5)
+    async def fail(producer: Any, topic: str, records: Any) -> None:
+        raise ServiceUnavailable("Kafka went away.", retry_after=5)
 
-    monkeypatch.setattr(imports, "publish_stream", fail)
+    monkeypatch.setattr(imports, "publish", fail)
     assert (await upload(gateway, tenant, data, key="racing")).status_code == 503
-    monkeypatch.setattr(imports, "publish_stream", real_publish)
+    monkeypatch.setattr(imports, "publish", real_publish)
 
     real_find = import_store.find
     calls = 0

@@ -141,6 +141,9 @@ async def test_only_imports_whose_publisher_is_gone_are_marked(
             idempotency_key=key,
             created_at=datetime.now(UTC),
             skip_triggers=False,
+            imported=1,
+            errors=0,
+            error_rows=[],
             ignored_columns=[],
             publisher=publisher,
         )
@@ -164,10 +167,7 @@ async def test_only_imports_whose_publisher_is_gone_are_marked(
 
     # The attempt marked failed while still publishing completes all the same; one whose
     # row a retry took over does not.
-    counts = {"imported": 1, "errors": 0, "error_rows": []}
-    await import_store.complete(
-        pool, tenant.unit_id, "imp_prev", Publisher("gw-a:8000", "boot_1"), **counts
-    )
-    await import_store.complete(pool, tenant.unit_id, "imp_other", me, **counts)
+    await import_store.complete(pool, tenant.unit_id, "imp_prev", Publisher("gw-a:8000", "boot_1"))
+    await import_store.complete(pool, tenant.unit_id, "imp_other", me)
     status = dict(await pool.fetch("SELECT import_id, status FROM imports"))
     assert (status["imp_prev"], status["imp_other"]) == ("completed", "publishing")

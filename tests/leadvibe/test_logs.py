@@ -75,7 +75,11 @@ async def test_the_gateway_logs_json_lines_its_access_lines_too(
 ) -> None:
     log = tmp_path / "gateway.log"
     async with gateway_process(
-        settings, log, LEADVIBE_LOG_FORMAT="json", LEADVIBE_LOG_LEVEL="info"
+        settings,
+        log,
+        LEADVIBE_LOG_FORMAT="json",
+        LEADVIBE_LOG_LEVEL="info",
+        LEADVIBE_ACCESS_LOG="true",  # off by default
     ) as (_, client):
         assert (await client.get("/org-units")).status_code == 401
 
