@@ -67,6 +67,17 @@ class TriggerSpec:
     webhook_url: str
     active: bool
 
+    def values(self) -> tuple[str, int, str | None, str, str, bool]:
+        """The trigger's columns name to active, in the order of its SQL."""
+        return (
+            self.name,
+            self.score_threshold,
+            self.event_type,
+            self.fire_mode,
+            self.webhook_url,
+            self.active,
+        )
+
 
 def parse_spec(body: Any) -> TriggerSpec:
     """The trigger in a request body; 400 naming the first field that is wrong."""
@@ -165,12 +176,7 @@ async def create_trigger(request: Request) -> Response:
                     RETURNING {_COLUMNS}""",
                 sortable_id("trg_"),
                 principal.unit_id,
-                spec.name,
-                spec.score_threshold,
-                spec.event_type,
-                spec.fire_mode,
-                spec.webhook_url,
-                spec.active,
+                *spec.values(),
             )
     except asyncpg.UniqueViolationError:
         raise _name_taken(spec) from None
@@ -221,12 +227,7 @@ async def replace_trigger(request: Request) -> Response:
                 RETURNING {_COLUMNS}""",
             principal.unit_id,
             trigger_id,
-            spec.name,
-            spec.score_threshold,
-            spec.event_type,
-            spec.fire_mode,
-            spec.webhook_url,
-            spec.active,
+            *spec.values(),
         )
     except asyncpg.UniqueViolationError:
         raise _name_taken(spec) from None

@@ -68,10 +68,6 @@ def _phone(value: str) -> str:
     return "+" + digits if head.startswith("+") else digits
 
 
-def normalised(alias: Alias) -> Alias:
-    return Alias(alias.kind, normalise(alias.kind, alias.value))
-
-
 def by_priority(aliases: tuple[Alias, ...]) -> list[Alias]:
     """Aliases sorted highest priority first (external_id, email, phone, social, cookie)."""
     return sorted(aliases, key=lambda a: ALIAS_KINDS.index(a.kind))

@@ -37,6 +37,19 @@ async def gateway_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]
             yield client
 
 
+def gateway_environment(settings: Settings, port: int, **env: str) -> dict[str, str]:
+    """The environment of ``python -m ingest_gateway`` over ``settings`` on ``port``."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "LEADVIBE_TOPIC_NAMESPACE": settings.topics.namespace,
+        "LEADVIBE_PORT": str(port),
+        "LEADVIBE_LOG_LEVEL": "warning",
+        **env,
+    }
+
+
 @asynccontextmanager
 async def gateway_process(
     settings: Settings, log: Path, **env: str
@@ -47,15 +60,7 @@ async def gateway_process(
     Its output goes to ``log``; it is stopped (SIGTERM) at the end unless it has exited.
     """
     port = free_port()
-    environment = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "LEADVIBE_TOPIC_NAMESPACE": settings.topics.namespace,
-        "LEADVIBE_PORT": str(port),
-        "LEADVIBE_LOG_LEVEL": "warning",
-        **env,
-    }
+    environment = gateway_environment(settings, port, **env)
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -6,8 +6,6 @@ production; the peak is the kernel's high-water mark of its resident set (VmHWM)
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,8 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.processes import free_port
 from leadvibe.settings import Settings
 from tests.conftest import Tenant
+from tests.gateway import gateway_environment
 from tests.ingest_gateway.helpers import published_count
 from tests.ingest_gateway.test_imports import FILE_LIMIT, csv_of_size
 from tests.waiting import wait_for
@@ -26,13 +26,6 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 RSS_LIMIT_MB = 150
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def memory_mb(pid: int, field: str) -> float:
@@ -46,14 +39,7 @@ def memory_mb(pid: int, field: str) -> float:
 @pytest.fixture
 def gateway_process(settings: Settings) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "LEADVIBE_TOPIC_NAMESPACE": settings.topics.namespace,
-        "LEADVIBE_PORT": str(port),
-        "LEADVIBE_LOG_LEVEL": "warning",
-    }
+    env = gateway_environment(settings, port)
     process = subprocess.Popen([sys.executable, "-m", "ingest_gateway"], env=env)
     try:
         yield process, f"http://127.0.0.1:{port}"
