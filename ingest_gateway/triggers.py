@@ -28,7 +28,7 @@ to its current URL. Deleting it also deletes its firings and cancels their deliv
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import asyncpg
@@ -52,7 +52,6 @@ FIRE_MODES = ("once", "always")
 NAME_LIMIT = 200
 EVENT_TYPE_LIMIT = 200
 THRESHOLD_LIMIT = 2**53 - 1  # exact in every JSON client
-_FIELDS = {"name", "score_threshold", "event_type", "fire_mode", "webhook_url", "active"}
 _DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
@@ -77,6 +76,10 @@ class TriggerSpec:
             self.webhook_url,
             self.active,
         )
+
+
+_FIELDS = {field.name for field in fields(TriggerSpec)}
+"""The fields a trigger's body may have: the spec's own."""
 
 
 def parse_spec(body: Any) -> TriggerSpec:
